@@ -1,0 +1,155 @@
+"""Model-row configs: one YAML file per row in ``model_configs/``, validated by pydantic schemas
+that reject unknown keys.
+
+A row names its architecture family and constructor parameters, its default fixed input shape, the
+checkpoints it can load (official address + sha256, synthetic-v1 rule) and its seed int8 calibration
+method. Conventions (scale, channel order, value range, size multiple) are *not* in the YAML: each
+family's model module declares them (see :mod:`vacc_deploy.spec`).
+
+This module is torch-free.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vacc_deploy.errors import ConfigError, UsageError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+QUANT_METHODS = ("percentile", "kl_divergence", "max")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """Where the official implementation lives (for provenance only)."""
+
+    repo: str
+    commit: str
+    path: str
+    cls: str
+
+
+class OfficialWeights(_Strict):
+    """An official checkpoint: file name, pinned hash and official download address.
+
+    ``sha256`` is the full hex digest, or a prefix of at least 8 hex digits where upstream only
+    publishes a prefix (torch.hub / BasicSR file-name convention), or None when nothing is pinned:
+    then a download is refused and the user must place the file where the resolver looks.
+    ``format`` says how the file's object maps to the official state_dict: ``state_dict`` (as is) or
+    ``basicsr`` (a dict whose ``params`` entry is the state_dict).
+    """
+
+    file: str
+    sha256: str | None
+    url: str | None
+    format: Literal["state_dict", "basicsr"] = "state_dict"
+    license: str | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-f]{8,64}", v):
+            raise ValueError("must be 8 to 64 lowercase hex digits (a sha256 or its prefix)")
+        return v
+
+
+class SyntheticWeights(_Strict):
+    """The deterministic synthetic-v1 rule (see ``../shared/data/parity/README.md``)."""
+
+    seed_base: int = 1000
+    std_factor: float = 1.0
+
+
+class Weights(_Strict):
+    official: OfficialWeights | None = None
+    synthetic: SyntheticWeights = SyntheticWeights()
+
+
+class Quantization(_Strict):
+    """The row's seed int8 calibration method (what the vendor table used)."""
+
+    method: Literal["percentile", "kl_divergence", "max"] = "percentile"
+
+
+class RowConfig(_Strict):
+    """One model row. ``name`` defaults to the YAML file's stem."""
+
+    name: str
+    description: str
+    arch: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    input_shape: tuple[int, int, int, int]
+    source: Source
+    weights: Weights = Weights()
+    quant: Quantization = Quantization()
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape(cls, v: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        if v[0] != 1 or v[1] != 3 or v[2] <= 0 or v[3] <= 0:
+            raise ValueError("must be [1, 3, H, W] with positive H and W")
+        return v
+
+
+def available_rows() -> list[str]:
+    """Names of the rows shipped in ``model_configs/``, sorted."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _format_validation(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{path}: key '{loc}': {msg}"
+
+
+def load_row(row: str | Path) -> RowConfig:
+    """Load and validate a row by name (``lesrcnn_x2``) or by path to a YAML file.
+
+    Raises:
+        UsageError: the row name is unknown.
+        ConfigError: the file is not valid YAML or does not match the schema (unknown key, wrong type).
+    """
+    text_row = str(row)
+    path = Path(text_row)
+    if not (text_row.endswith((".yaml", ".yml")) or path.is_file()):
+        path = CONFIG_DIR / f"{text_row}.yaml"
+        if not path.is_file():
+            rows = ", ".join(available_rows())
+            raise UsageError(f"unknown row '{text_row}' (known rows: {rows}; or give a path to a YAML file)")
+    elif not path.is_file():
+        raise UsageError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data.setdefault("name", path.stem)
+    try:
+        return RowConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(path, exc)) from exc
+
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """Parse ``1x3xHxW`` into a tuple. Raises UsageError on anything else."""
+    m = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)x(\d+)\s*", text)
+    if not m:
+        raise UsageError(f"--shape '{text}': expected NxCxHxW, e.g. 1x3x128x128")
+    shape = tuple(int(g) for g in m.groups())
+    if shape[0] != 1 or shape[1] != 3:
+        raise UsageError(f"--shape '{text}': batch must be 1 and channels 3")
+    if shape[2] <= 0 or shape[3] <= 0:
+        raise UsageError(f"--shape '{text}': H and W must be positive")
+    return shape  # type: ignore[return-value]
