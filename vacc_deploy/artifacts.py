@@ -1,0 +1,138 @@
+"""Work-folder artifacts: atomic writes, stage folders that appear whole or not at all, cache keys
+and manifests. Torch-free.
+
+A stage writes into a temporary sibling folder and renames it into place only when everything in
+it is written, so an interrupted run leaves no half-written stage behind (a rerun redoes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORKDIR = Path("work")
+
+
+def row_workdir(row: str, workdir: Path | None = None) -> Path:
+    """``<workdir>/<row>``; the default work folder is ``./work``."""
+    return Path(workdir or DEFAULT_WORKDIR) / row
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON-serializable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """Replace non-finite floats by strings ("inf", "-inf", "nan") so the JSON stays standard."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    """Canonical, standard JSON (sorted keys, non-finite floats as strings)."""
+    return json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomic text write (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (see :func:`to_json`)."""
+    atomic_write_text(path, to_json(obj))
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success it replaces ``final`` atomically.
+
+    On any exception (KeyboardInterrupt included) the temporary folder is removed and ``final`` is
+    left as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stage_key(inputs: dict[str, Any]) -> str:
+    """A short, stable hash of a stage's inputs (settings, input hashes, versions)."""
+    blob = json.dumps(_finite(inputs), sort_keys=True, default=_json_default).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file (hex)."""
+    from vacc_deploy.weights import sha256_file
+
+    return sha256_file(Path(path))
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the tools that shape results (torch only when it is already imported)."""
+    names = ["vacc-deploy", "numpy", "onnx", "onnxruntime", "onnxsim", "opencv-python-headless"]
+    if "torch" in sys.modules:
+        names.append("torch")
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def machine() -> dict[str, Any]:
+    """A short description of this machine (for benchmark and manifest records)."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }

@@ -1,0 +1,1 @@
+"""Backends that run a built model. Plain registry; nothing of a vendor SDK is imported here."""

@@ -1,0 +1,43 @@
+"""List the model rows: architecture, scale, conventions, input shape, weights available."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vacc_deploy.config import available_rows, load_row
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def describe(row: str) -> dict:
+    """One row's summary (imports the model families, hence torch)."""
+    from vacc_deploy.models import row_spec
+
+    config = load_row(row)
+    spec = row_spec(config)
+    official = config.weights.official
+    return {
+        "row": config.name, "arch": config.arch, "scale": spec.scale,
+        "input_shape": list(config.input_shape), "channel_order": spec.channel_order,
+        "value_range": spec.value_range, "size_multiple": spec.size_multiple,
+        "output_conversion": spec.output_conversion, "seed_quant": config.quant.method,
+        "official_weights": official.file if official else None, "description": config.description,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = [describe(r) for r in available_rows()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = f"{'row':<17} {'arch':<13} {'x':>2} {'input':<15} {'order':<5} {'range':>5} {'quant':<14} official weights"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        shape = "x".join(map(str, r["input_shape"]))
+        print(f"{r['row']:<17} {r['arch']:<13} {r['scale']:>2} {shape:<15} {r['channel_order']:<5} "
+              f"{r['value_range']:>5g} {r['seed_quant']:<14} {r['official_weights'] or '(none public)'}")
+    return 0

@@ -1,0 +1,216 @@
+"""Export stage: PyTorch → fixed-shape, simplified, checked ONNX, with a parity check against
+PyTorch on a real image crop. Imports torch (this is where models are built and exported).
+
+Output folder ``<workdir>/<row>/export/<H>x<W>-op<opset>-<key>/`` holds ``model.onnx``,
+``parity.json`` and ``manifest.json``; it appears whole or not at all, and is reused when its
+inputs (config, weights hash, shape, opset, tool versions) have not changed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from vacc_deploy import artifacts
+from vacc_deploy.backends.ort import OrtSession
+from vacc_deploy.config import RowConfig
+from vacc_deploy.errors import ExportError, ShapeError
+from vacc_deploy.models import create_model, row_spec
+from vacc_deploy.processing import crop_or_cover, sample_image, to_network
+from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
+from vacc_deploy.weights import resolve_weights, sha256_file
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-4  # max |onnx - torch| relative to the torch output's range
+
+
+@dataclass
+class ExportResult:
+    """What the export stage produced (``to_dict`` is what ``manifest.json`` holds)."""
+
+    row: str
+    onnx_path: Path
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    opset: int
+    weights: str
+    weights_sha256: str | None
+    simplified: bool
+    parity_max_abs: float
+    parity_rel: float
+    export_seconds: float
+    size_bytes: int
+    notes: list[str] = field(default_factory=list)
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["onnx_path"] = str(self.onnx_path)
+        return d
+
+
+def check_shape(shape: tuple[int, int, int, int], spec: ModelSpec, row: str) -> None:
+    """Raise ShapeError when the model cannot take ``shape``."""
+    reason = spec.check_input_hw(shape[2], shape[3])
+    if reason:
+        raise ShapeError(f"--shape {'x'.join(map(str, shape))}: row '{row}' cannot take it: {reason}")
+
+
+def weights_identity(config: RowConfig, weights: str | Path | None) -> tuple[str, str | None, Any]:
+    """(label, sha256 or None, argument for create_model) of a ``--weights`` value."""
+    if str(weights) == "synthetic":
+        syn = config.weights.synthetic
+        return f"synthetic-v1 (seed_base {syn.seed_base}, std_factor {syn.std_factor})", None, "synthetic"
+    path = resolve_weights(config, weights)
+    kind = "official" if weights in (None, "official") else "file"
+    return f"{kind}:{path.name}", sha256_file(path), path
+
+
+def _torch_export(model: torch.nn.Module, shape: tuple[int, ...], opset: int) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(shape),), buf, dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["output"], do_constant_folding=True,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _ort_output(model: onnx.ModelProto, path: Path, x: np.ndarray) -> np.ndarray:
+    onnx.save(model, str(path))
+    return OrtSession(path).run(x)
+
+
+def _simplify(model: onnx.ModelProto, x: np.ndarray, tmp: Path, tol: float) -> tuple[onnx.ModelProto, bool, str | None]:
+    """onnxsim, verified on ``x`` against the unsimplified model; falls back (with a note) when it
+    fails or changes the output by more than ``tol`` (absolute)."""
+    try:
+        import onnxsim
+
+        simple, ok = onnxsim.simplify(model, check_n=0)
+    except Exception as exc:  # onnxsim raises assorted errors
+        return model, False, f"onnxsim failed ({str(exc)[:120]}); kept the unsimplified model"
+    if not ok:
+        return model, False, "onnxsim could not validate its result; kept the unsimplified model"
+    before = _ort_output(model, tmp / "check_raw.onnx", x)
+    after = _ort_output(simple, tmp / "check_simple.onnx", x)
+    diff = float(np.max(np.abs(before - after)))
+    if diff > tol:
+        return model, False, f"onnxsim changed the output by {diff:.3g}; kept the unsimplified model"
+    return simple, True, None
+
+
+def _check_depth_to_space(model: onnx.ModelProto) -> None:
+    for node in model.graph.node:
+        if node.op_type == "DepthToSpace":
+            mode = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"DCR")
+            if mode not in (b"CRD", "CRD"):
+                raise ExportError(f"node {node.name}: DepthToSpace mode {mode!r}, expected CRD (pixel shuffle)")
+
+
+def _finalize(model: onnx.ModelProto, config: RowConfig, spec: ModelSpec, label: str) -> onnx.ModelProto:
+    meta = {SPEC_METADATA_KEY: spec.to_json(), "vacc_deploy.row": config.name, "vacc_deploy.weights": label}
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = f"vacc-deploy export of {config.name} ({label})"
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"row '{config.name}': exported model fails onnx.checker: {str(exc)[:200]}") from None
+    _check_depth_to_space(model)
+    return model
+
+
+def parity_input(spec: ModelSpec, shape: tuple[int, ...]) -> np.ndarray:
+    """The network input used for the parity check: a real photo cropped to ``shape``."""
+    return to_network(crop_or_cover(sample_image(), shape[2], shape[3]), spec)
+
+
+def _export_into(tmp: Path, config: RowConfig, model_arg: Any, label: str, shape: tuple[int, ...], opset: int) -> dict[str, Any]:
+    """Export, simplify, check and verify into folder ``tmp``; return the manifest fields."""
+    spec = row_spec(config)
+    t0 = time.perf_counter()
+    model = create_model(config, model_arg)
+    x = parity_input(spec, shape)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    out_range = float(ref.max() - ref.min()) or 1.0
+    exported = _torch_export(model, shape, opset)
+    exported, simplified, note = _simplify(exported, x, tmp, PARITY_TOLERANCE * out_range * 0.1)
+    final = _finalize(exported, config, spec, label)
+    onnx_path = tmp / "model.onnx"
+    got = _ort_output(final, onnx_path, x)
+    for scratch in ("check_raw.onnx", "check_simple.onnx"):
+        (tmp / scratch).unlink(missing_ok=True)
+    if got.shape != ref.shape:
+        raise ExportError(f"row '{config.name}': ONNX output shape {got.shape} != PyTorch {ref.shape}")
+    max_abs = float(np.max(np.abs(got - ref)))
+    rel = max_abs / out_range
+    if not rel <= PARITY_TOLERANCE:
+        raise ExportError(f"row '{config.name}': ONNX differs from PyTorch by {max_abs:.3g} ({rel:.3g} of range)")
+    seconds = time.perf_counter() - t0
+    parity = {"input": "skimage astronaut, centre crop", "max_abs": max_abs, "rel_to_range": rel,
+              "output_range": out_range, "tolerance_rel": PARITY_TOLERANCE}
+    artifacts.atomic_write_json(tmp / "parity.json", parity)
+    return {"output_shape": tuple(ref.shape), "simplified": simplified, "notes": [note] if note else [],
+            "parity_max_abs": max_abs, "parity_rel": rel, "export_seconds": seconds,
+            "size_bytes": onnx_path.stat().st_size}
+
+
+def export_row(
+    config: RowConfig,
+    weights: str | Path | None = None,
+    shape: tuple[int, int, int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    workdir: Path | None = None,
+    force: bool = False,
+) -> ExportResult:
+    """Export a row to fixed-shape ONNX (or reuse the cached export with the same inputs).
+
+    Args:
+        config: the row. weights: None/"official", "synthetic" or a checkpoint path.
+        shape: (1, 3, H, W); default the row's ``input_shape``. opset: ONNX opset.
+        workdir: the work folder (default ``./work``). force: redo even when cached.
+
+    Raises:
+        ShapeError for a shape the model cannot take; WeightsError; ExportError when the export,
+        onnx.checker or the parity check (max |ONNX - PyTorch| <= 1e-4 of the output range) fails.
+    """
+    shape = tuple(shape or config.input_shape)
+    spec = row_spec(config)
+    check_shape(shape, spec, config.name)
+    label, digest, model_arg = weights_identity(config, weights)
+    key = artifacts.stage_key({"config": config.model_dump(mode="json"), "weights": label, "sha": digest,
+                               "shape": shape, "opset": opset, "versions": artifacts.tool_versions()})
+    out_dir = artifacts.row_workdir(config.name, workdir) / "export" / f"{shape[2]}x{shape[3]}-op{opset}-{key}"
+    manifest = out_dir / "manifest.json"
+    if manifest.is_file() and not force:
+        data = artifacts.read_json(manifest)
+        known = {f.name for f in fields(ExportResult)}
+        kept = {k: v for k, v in data.items() if k in known}
+        return ExportResult(**{**kept, "onnx_path": Path(data["onnx_path"]), "cached": True})
+    with artifacts.staged_dir(out_dir) as tmp:
+        fields = _export_into(tmp, config, model_arg, label, shape, opset)
+        result = ExportResult(row=config.name, onnx_path=out_dir / "model.onnx", input_name="input",
+                              output_name="output", input_shape=shape, opset=opset, weights=label,
+                              weights_sha256=digest, **fields)
+        artifacts.atomic_write_json(tmp / "manifest.json", {**result.to_dict(), "key": key,
+                                                            "versions": artifacts.tool_versions()})
+    for note in result.notes:
+        log.warning("%s: %s", config.name, note)
+    return result

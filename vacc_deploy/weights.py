@@ -1,0 +1,140 @@
+"""Weight resolution (SPEC section 2), torch-free.
+
+Order: an explicit path; a file of the configured name in ``$VACC_DEPLOY_WEIGHTS``; the user cache
+(``$VACC_DEPLOY_CACHE`` or ``~/.cache/vacc_deploy``); a download from the official address, verified
+by sha256 before it is moved into the cache. Nothing half-downloaded is ever left in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vacc_deploy.config import OfficialWeights, RowConfig
+from vacc_deploy.errors import ChecksumError, WeightsError
+
+log = logging.getLogger(__name__)
+
+SPECIAL_WEIGHTS = ("synthetic", "official", "house")
+_CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    """The user weight cache: ``$VACC_DEPLOY_CACHE`` or ``~/.cache/vacc_deploy``."""
+    env = os.environ.get("VACC_DEPLOY_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "vacc_deploy"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, expected: str | None) -> str:
+    """Return the file's sha256; raise ChecksumError when it does not start with ``expected``."""
+    digest = sha256_file(path)
+    if expected is not None and not digest.startswith(expected):
+        raise ChecksumError(
+            f"{path}: sha256 {digest} does not match the pinned {expected} (corrupt or wrong file)"
+        )
+    return digest
+
+
+def _search_dirs() -> list[Path]:
+    dirs = []
+    env = os.environ.get("VACC_DEPLOY_WEIGHTS")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(cache_dir())
+    return dirs
+
+
+def _where_to_put(official: OfficialWeights) -> str:
+    env = os.environ.get("VACC_DEPLOY_WEIGHTS")
+    target = f"$VACC_DEPLOY_WEIGHTS ({env})" if env else f"{cache_dir()} or a folder named by $VACC_DEPLOY_WEIGHTS"
+    return f"put {official.file} in {target}, or pass --weights PATH"
+
+
+def resolve_weights(config: RowConfig, weights: str | Path | None = None, *, download: bool = True) -> Path:
+    """Find (or download) the checkpoint file for a row and return its verified path.
+
+    Args:
+        config: the row.
+        weights: an explicit path, or None / ``"official"`` for the row's official checkpoint.
+        download: allow downloading from the official address when no local file is found.
+
+    Raises:
+        WeightsError: no checkpoint is configured, the explicit file is missing, or the download
+            failed (the message says where to put the file). ChecksumError: a hash mismatch.
+    """
+    if weights is not None and str(weights) != "official":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"--weights {weights}: file not found")
+        return path
+    official = config.weights.official
+    if official is None:
+        raise WeightsError(
+            f"row '{config.name}' has no official checkpoint; use --weights synthetic or --weights PATH"
+        )
+    for folder in _search_dirs():
+        candidate = folder / official.file
+        if candidate.is_file():
+            verify(candidate, official.sha256)
+            return candidate
+    if not download or official.url is None:
+        raise WeightsError(f"row '{config.name}': checkpoint {official.file} not found; {_where_to_put(official)}")
+    if official.sha256 is None:
+        raise WeightsError(
+            f"row '{config.name}': {official.file} has no pinned sha256, so it is not downloaded "
+            f"unverified; download {official.url} yourself and {_where_to_put(official)}"
+        )
+    return download_file(official.url, cache_dir() / official.file, official.sha256, hint=_where_to_put(official))
+
+
+def download_file(url: str, dest: Path, sha256: str, *, timeout: float = 60.0, hint: str = "") -> Path:
+    """Download ``url`` to ``dest`` atomically, verifying its sha256 (or prefix) before the rename.
+
+    The bytes go to a temporary file in ``dest``'s folder; on any failure it is removed, so ``dest``
+    is either absent or complete and verified. Raises WeightsError / ChecksumError.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _fetch(url, out, timeout, dest.name)
+        if not digest.startswith(sha256):
+            raise ChecksumError(f"{url}: downloaded file has sha256 {digest}, expected {sha256}; not saved")
+        os.replace(tmp, dest)
+        log.info("downloaded %s -> %s", url, dest)
+        return dest
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise WeightsError(f"cannot download {url} ({reason}); {hint or 'check the network'}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch(url: str, out, timeout: float, label: str) -> str:
+    h = hashlib.sha256()
+    req = urllib.request.Request(url, headers={"User-Agent": "vacc-deploy"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {label}", leave=False) as bar:
+            for block in iter(lambda: resp.read(_CHUNK), b""):
+                out.write(block)
+                h.update(block)
+                bar.update(len(block))
+    return h.hexdigest()
