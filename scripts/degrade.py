@@ -39,13 +39,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(description=__doc__.splitlines()[0])
     p.add_argument("image", type=Path, help="input image (any format OpenCV reads)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--sf", type=int, default=4, choices=[1, 2, 3, 4], help="scale factor")
     p.add_argument("--n", type=_positive, default=12, help="number of LQ samples")
-    p.add_argument("--seed", type=int, default=0, help="base seed")
+    p.add_argument("--seed", type=_seed, default=0, help="base seed")
     return p.parse_args(argv)
 
 
@@ -94,7 +101,9 @@ def run(args: argparse.Namespace) -> None:
     write_png(args.out / "hq.png", img)
     tiles, labels = [], []
     for i in range(args.n):
-        lq, hq = degrade_bsrgan(img, args.sf, np.random.default_rng([args.seed, i]))
+        trace: list[str] = []
+        lq, hq = degrade_bsrgan(img, args.sf, np.random.default_rng([args.seed, i]), trace=trace)
+        print(f"#{i}: {' > '.join(trace)} > final jpeg")
         write_png(args.out / f"lq_{i:03d}.png", lq)
         up = cv2.resize(lq, (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_NEAREST)
         tiles.append((np.clip(up, 0, 1) * 255).round().astype(np.uint8))

@@ -275,6 +275,8 @@ def test_pipeline_errors() -> None:
         D.degrade_bsrgan(np.zeros((16, 16), np.float32), 2, 0)
     with pytest.raises(UsageError):
         D.degrade_bsrgan(_texture(), 2, "seed")  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        D.degrade_bsrgan(_texture(), 2, -1)
 
 
 # ---------------------------------------------------------------- CLI
@@ -304,3 +306,13 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     res = _cli(str(bad), "--out", str(tmp_path / "o"), "--sf", "7")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert _cli(str(bad), "--out", str(tmp_path / "o"), "--n", "0").returncode == 2
+    assert _cli(str(bad), "--out", str(tmp_path / "o"), "--seed", "-3").returncode == 2
+    assert _cli(str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")).returncode == 1
+
+
+def test_pipeline_trace_lists_shuffled_steps() -> None:
+    trace: list[str] = []
+    D.degrade_bsrgan(_texture(), 4, 3, trace=trace)
+    steps = [t for t in trace if not t.startswith("down1")]
+    assert sorted(steps) == sorted(["blur1", "blur2", "down2", "down3", "noise", "jpeg", "sensor"])
+    assert steps.index("down2") < steps.index("down3")

@@ -22,6 +22,7 @@ from . import ops
 from .kernels import random_gaussian_kernel, random_motion_kernel
 
 SCALES: tuple[int, ...] = (1, 2, 3, 4)
+STEP_NAMES: tuple[str, ...] = ("blur1", "blur2", "down2", "down3", "noise", "jpeg", "sensor")
 SCALE2_PROB, JPEG_PROB, SENSOR_PROB, NEAREST_PROB = 0.25, 0.9, 0.25, 0.25
 
 RngLike = np.random.Generator | int
@@ -32,6 +33,8 @@ def as_rng(rng: RngLike) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise UsageError(f"seed must be >= 0, got {rng}")
         return np.random.default_rng(int(rng))
     raise UsageError(f"rng must be a numpy Generator or an int seed, got {type(rng).__name__}")
 
@@ -106,14 +109,15 @@ def random_aligned_crop(lq: np.ndarray, hq: np.ndarray, sf: int, lq_patch: int,
     return np.ascontiguousarray(lq_c), np.ascontiguousarray(hq_c)
 
 
-def degrade_bsrgan(hq: np.ndarray, sf: int, rng: RngLike,
-                   lq_patch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def degrade_bsrgan(hq: np.ndarray, sf: int, rng: RngLike, lq_patch: int | None = None,
+                   trace: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """BSRGAN degradation of a float32 ``(H, W, 3)`` RGB image in [0, 1] (see module docstring).
 
     Returns ``(lq, hq)``, float32 in [0, 1]: ``hq`` is the input mod-cropped to a multiple of ``sf``
     ``(H', W', 3)`` and ``lq`` is ``(H'/sf, W'/sf, 3)``; with ``lq_patch`` an aligned random pair of
     ``(lq_patch, lq_patch, 3)`` and ``(sf*lq_patch, sf*lq_patch, 3)`` is cropped. The same seed (or a
-    Generator in the same state) gives identical output.
+    Generator in the same state) gives identical output. ``trace``, if given, receives the names
+    of the steps in the order run (a step whose random draw skipped it is still listed).
     """
     rng = as_rng(rng)
     hq = mod_crop(check_image(hq), sf) if sf in SCALES else hq
@@ -123,7 +127,10 @@ def degrade_bsrgan(hq: np.ndarray, sf: int, rng: RngLike,
     if sf == 4 and rng.random() < SCALE2_PROB:
         img = ops.downsample(img, 2, str(rng.choice(ops.PIPELINE_RESIZE_MODES)))
         cur_sf = 2
-    for step in _shuffled_order(rng):
+    order = _shuffled_order(rng)
+    if trace is not None:
+        trace.extend((["down1(x2)"] if cur_sf != sf else []) + [STEP_NAMES[i] for i in order])
+    for step in order:
         img = _apply_step(step, img, cur_sf, lq_hw, rng)
     lq = ops.add_random_jpeg(img, rng)
     if lq.shape[:2] != lq_hw:  # cannot happen with mod-cropped input; kept as a guard
