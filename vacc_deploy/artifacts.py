@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,10 +115,8 @@ def file_digest(path: Path) -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    """Versions of the tools that shape results (torch only when it is already imported)."""
-    names = ["vacc-deploy", "numpy", "onnx", "onnxruntime", "onnxsim", "opencv-python-headless"]
-    if "torch" in sys.modules:
-        names.append("torch")
+    """Versions of the tools that shape results (read from package metadata: nothing is imported)."""
+    names = ["vacc-deploy", "numpy", "onnx", "onnxruntime", "onnxsim", "opencv-python-headless", "torch"]
     versions = {"python": platform.python_version()}
     for name in names:
         try:

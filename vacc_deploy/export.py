@@ -1,5 +1,8 @@
 """Export stage: PyTorch → fixed-shape, simplified, checked ONNX, with a parity check against
-PyTorch on a real image crop. Imports torch (this is where models are built and exported).
+PyTorch on a real image crop.
+
+This module is torch-free: finding a cached export needs no torch; the export itself is done by
+:mod:`vacc_deploy.torch_export`, imported only when an export must run.
 
 Output folder ``<workdir>/<row>/export/<H>x<W>-op<opset>-<key>/`` holds ``model.onnx``,
 ``parity.json`` and ``manifest.json``; it appears whole or not at all, and is reused when its
@@ -8,24 +11,18 @@ inputs (config, weights hash, shape, opset, tool versions) have not changed.
 
 from __future__ import annotations
 
-import io
 import logging
-import time
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-import torch
 
 from vacc_deploy import artifacts
 from vacc_deploy.backends.ort import OrtSession
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import ExportError, ShapeError
-from vacc_deploy.models import create_model, row_spec
-from vacc_deploy.processing import crop_or_cover, sample_image, to_network
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
 from vacc_deploy.weights import resolve_weights, sha256_file
 
@@ -79,23 +76,13 @@ def weights_identity(config: RowConfig, weights: str | Path | None) -> tuple[str
     return f"{kind}:{path.name}", sha256_file(path), path
 
 
-def _torch_export(model: torch.nn.Module, shape: tuple[int, ...], opset: int) -> onnx.ModelProto:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (torch.zeros(shape),), buf, dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["output"], do_constant_folding=True,
-        )
-    return onnx.load_from_string(buf.getvalue())
-
-
-def _ort_output(model: onnx.ModelProto, path: Path, x: np.ndarray) -> np.ndarray:
+def ort_output(model: onnx.ModelProto, path: Path, x: np.ndarray) -> np.ndarray:
+    """Save ``model`` to ``path`` and run ``x`` through it on ONNX Runtime."""
     onnx.save(model, str(path))
     return OrtSession(path).run(x)
 
 
-def _simplify(model: onnx.ModelProto, x: np.ndarray, tmp: Path, tol: float) -> tuple[onnx.ModelProto, bool, str | None]:
+def simplify(model: onnx.ModelProto, x: np.ndarray, tmp: Path, tol: float) -> tuple[onnx.ModelProto, bool, str | None]:
     """onnxsim, verified on ``x`` against the unsimplified model; falls back (with a note) when it
     fails or changes the output by more than ``tol`` (absolute)."""
     try:
@@ -106,8 +93,8 @@ def _simplify(model: onnx.ModelProto, x: np.ndarray, tmp: Path, tol: float) -> t
         return model, False, f"onnxsim failed ({str(exc)[:120]}); kept the unsimplified model"
     if not ok:
         return model, False, "onnxsim could not validate its result; kept the unsimplified model"
-    before = _ort_output(model, tmp / "check_raw.onnx", x)
-    after = _ort_output(simple, tmp / "check_simple.onnx", x)
+    before = ort_output(model, tmp / "check_raw.onnx", x)
+    after = ort_output(simple, tmp / "check_simple.onnx", x)
     diff = float(np.max(np.abs(before - after)))
     if diff > tol:
         return model, False, f"onnxsim changed the output by {diff:.3g}; kept the unsimplified model"
@@ -122,7 +109,7 @@ def _check_depth_to_space(model: onnx.ModelProto) -> None:
                 raise ExportError(f"node {node.name}: DepthToSpace mode {mode!r}, expected CRD (pixel shuffle)")
 
 
-def _finalize(model: onnx.ModelProto, config: RowConfig, spec: ModelSpec, label: str) -> onnx.ModelProto:
+def finalize(model: onnx.ModelProto, config: RowConfig, spec: ModelSpec, label: str) -> onnx.ModelProto:
     meta = {SPEC_METADATA_KEY: spec.to_json(), "vacc_deploy.row": config.name, "vacc_deploy.weights": label}
     del model.metadata_props[:]
     for key, value in meta.items():
@@ -136,40 +123,7 @@ def _finalize(model: onnx.ModelProto, config: RowConfig, spec: ModelSpec, label:
     return model
 
 
-def parity_input(spec: ModelSpec, shape: tuple[int, ...]) -> np.ndarray:
-    """The network input used for the parity check: a real photo cropped to ``shape``."""
-    return to_network(crop_or_cover(sample_image(), shape[2], shape[3]), spec)
 
-
-def _export_into(tmp: Path, config: RowConfig, model_arg: Any, label: str, shape: tuple[int, ...], opset: int) -> dict[str, Any]:
-    """Export, simplify, check and verify into folder ``tmp``; return the manifest fields."""
-    spec = row_spec(config)
-    t0 = time.perf_counter()
-    model = create_model(config, model_arg)
-    x = parity_input(spec, shape)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
-    out_range = float(ref.max() - ref.min()) or 1.0
-    exported = _torch_export(model, shape, opset)
-    exported, simplified, note = _simplify(exported, x, tmp, PARITY_TOLERANCE * out_range * 0.1)
-    final = _finalize(exported, config, spec, label)
-    onnx_path = tmp / "model.onnx"
-    got = _ort_output(final, onnx_path, x)
-    for scratch in ("check_raw.onnx", "check_simple.onnx"):
-        (tmp / scratch).unlink(missing_ok=True)
-    if got.shape != ref.shape:
-        raise ExportError(f"row '{config.name}': ONNX output shape {got.shape} != PyTorch {ref.shape}")
-    max_abs = float(np.max(np.abs(got - ref)))
-    rel = max_abs / out_range
-    if not rel <= PARITY_TOLERANCE:
-        raise ExportError(f"row '{config.name}': ONNX differs from PyTorch by {max_abs:.3g} ({rel:.3g} of range)")
-    seconds = time.perf_counter() - t0
-    parity = {"input": "skimage astronaut, centre crop", "max_abs": max_abs, "rel_to_range": rel,
-              "output_range": out_range, "tolerance_rel": PARITY_TOLERANCE}
-    artifacts.atomic_write_json(tmp / "parity.json", parity)
-    return {"output_shape": tuple(ref.shape), "simplified": simplified, "notes": [note] if note else [],
-            "parity_max_abs": max_abs, "parity_rel": rel, "export_seconds": seconds,
-            "size_bytes": onnx_path.stat().st_size}
 
 
 def export_row(
@@ -192,8 +146,6 @@ def export_row(
         onnx.checker or the parity check (max |ONNX - PyTorch| <= 1e-4 of the output range) fails.
     """
     shape = tuple(shape or config.input_shape)
-    spec = row_spec(config)
-    check_shape(shape, spec, config.name)
     label, digest, model_arg = weights_identity(config, weights)
     key = artifacts.stage_key({"config": config.model_dump(mode="json"), "weights": label, "sha": digest,
                                "shape": shape, "opset": opset, "versions": artifacts.tool_versions()})
@@ -204,8 +156,12 @@ def export_row(
         known = {f.name for f in fields(ExportResult)}
         kept = {k: v for k, v in data.items() if k in known}
         return ExportResult(**{**kept, "onnx_path": Path(data["onnx_path"]), "cached": True})
+    from vacc_deploy.models import row_spec
+    from vacc_deploy.torch_export import export_into
+
+    check_shape(shape, row_spec(config), config.name)
     with artifacts.staged_dir(out_dir) as tmp:
-        fields = _export_into(tmp, config, model_arg, label, shape, opset)
+        fields = export_into(tmp, config, model_arg, label, shape, opset)
         result = ExportResult(row=config.name, onnx_path=out_dir / "model.onnx", input_name="input",
                               output_name="output", input_shape=shape, opset=opset, weights=label,
                               weights_sha256=digest, **fields)
