@@ -1,0 +1,1 @@
+"""Build/run backends (ONNX Runtime, Vastai VACC). Importing this package imports no optional SDK."""
