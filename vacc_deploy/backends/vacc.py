@@ -40,7 +40,10 @@ def vacc_available() -> tuple[bool, str]:
     """Whether the VACC backend can be used here (``vamc`` on PATH and ``vaststreamx`` importable),
     with a one-line reason. Nothing is imported."""
     vamc = shutil.which("vamc")
-    has_vsx = importlib.util.find_spec("vaststreamx") is not None
+    try:
+        has_vsx = importlib.util.find_spec("vaststreamx") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["vaststreamx"] is None
+        has_vsx = False
     if vamc and has_vsx:
         return True, f"vamc found at {vamc} and vaststreamx is importable"
     missing = [m for m, ok in (("vamc not found on PATH", vamc), ("vaststreamx not importable", has_vsx))
