@@ -99,3 +99,22 @@ def test_atomic_write_leaves_no_temp(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["f.png"]
     with pytest.raises(ShapeError):
         write_image(tmp_path / "h.png", _rgb().astype(np.float32))
+
+
+def test_gray_alpha_png_detected(tmp_path: Path) -> None:
+    pil = pytest.importorskip("PIL.Image")  # OpenCV cannot write grey+alpha PNGs
+    la = np.dstack([np.arange(20, dtype=np.uint8).reshape(4, 5) * 10,
+                    np.full((4, 5), 128, np.uint8)])
+    pil.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    img = read_image(tmp_path / "la.png")
+    assert img.was_gray and img.alpha is not None
+    np.testing.assert_array_equal(to_uint(img.rgb[..., 0], 8), la[..., 0])
+    np.testing.assert_array_equal(to_uint(img.alpha, 8), la[..., 1])
+
+
+def test_16bit_gray(tmp_path: Path) -> None:
+    g = np.random.default_rng(4).integers(0, 65536, (6, 5)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "g16.png"), g)
+    img = read_image(tmp_path / "g16.png")
+    assert img.bit_depth == 16 and img.was_gray
+    np.testing.assert_array_equal(to_uint(img.rgb[..., 2], 16), g)
