@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |onnx - torch| relative to the torch output's range
+EXPORT_FORMAT = 3  # bump when the export folder's content or manifest changes
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ExportResult:
     opset: int
     weights: str
     weights_sha256: str | None
+    spec: dict[str, Any]
     simplified: bool
     parity_max_abs: float
     parity_rel: float
@@ -126,6 +128,18 @@ def finalize(model: onnx.ModelProto, config: RowConfig, spec: ModelSpec, label: 
 
 
 
+def _read_cached(manifest: Path) -> ExportResult | None:
+    """The ExportResult a cached manifest records, or None when it is unreadable (then re-export)."""
+    try:
+        data = artifacts.read_json(manifest)
+        known = {f.name for f in fields(ExportResult)}
+        kept = {k: v for k, v in data.items() if k in known}
+        result = ExportResult(**{**kept, "onnx_path": Path(data["onnx_path"]), "cached": True})
+    except (ValueError, TypeError, KeyError):
+        return None
+    return result if result.onnx_path.is_file() else None
+
+
 def export_row(
     config: RowConfig,
     weights: str | Path | None = None,
@@ -147,24 +161,25 @@ def export_row(
     """
     shape = tuple(shape or config.input_shape)
     label, digest, model_arg = weights_identity(config, weights)
-    key = artifacts.stage_key({"config": config.model_dump(mode="json"), "weights": label, "sha": digest,
+    key = artifacts.stage_key({"format": EXPORT_FORMAT, "config": config.model_dump(mode="json"),
+                               "weights": label, "sha": digest,
                                "shape": shape, "opset": opset, "versions": artifacts.tool_versions()})
     out_dir = artifacts.row_workdir(config.name, workdir) / "export" / f"{shape[2]}x{shape[3]}-op{opset}-{key}"
     manifest = out_dir / "manifest.json"
     if manifest.is_file() and not force:
-        data = artifacts.read_json(manifest)
-        known = {f.name for f in fields(ExportResult)}
-        kept = {k: v for k, v in data.items() if k in known}
-        return ExportResult(**{**kept, "onnx_path": Path(data["onnx_path"]), "cached": True})
+        cached = _read_cached(manifest)
+        if cached is not None:
+            return cached
     from vacc_deploy.models import row_spec
     from vacc_deploy.torch_export import export_into
 
-    check_shape(shape, row_spec(config), config.name)
+    spec = row_spec(config)
+    check_shape(shape, spec, config.name)
     with artifacts.staged_dir(out_dir) as tmp:
-        fields = export_into(tmp, config, model_arg, label, shape, opset)
-        result = ExportResult(row=config.name, onnx_path=out_dir / "model.onnx", input_name="input",
+        produced = export_into(tmp, config, model_arg, label, shape, opset)
+        result = ExportResult(row=config.name, onnx_path=out_dir / "model.onnx", input_name="input", spec=asdict(spec),
                               output_name="output", input_shape=shape, opset=opset, weights=label,
-                              weights_sha256=digest, **fields)
+                              weights_sha256=digest, **produced)
         artifacts.atomic_write_json(tmp / "manifest.json", {**result.to_dict(), "key": key,
                                                             "versions": artifacts.tool_versions()})
     for note in result.notes:

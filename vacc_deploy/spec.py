@@ -33,6 +33,9 @@ class ModelSpec:
         pad_mode: how inputs are padded up to ``size_multiple`` (``edge`` or ``reflect``).
         output_conversion: how the official test code turns the float output into uint8
             (``round``, or ``truncate`` as ``mul(255).clamp(0,255).byte()`` does).
+        y_conversion: how the official test code computes the BT.601 Y channel from the uint8
+            images: ``float`` (kept fractional, BasicSR/EDSR style) or ``round`` (rounded to
+            integers, as MATLAB ``rgb2ycbcr`` does for uint8 input).
     """
 
     scale: int
@@ -41,6 +44,7 @@ class ModelSpec:
     size_multiple: int = 1
     pad_mode: Literal["edge", "reflect"] = "edge"
     output_conversion: OutputConversion = "round"
+    y_conversion: Literal["float", "round"] = "float"
 
     def to_json(self) -> str:
         """Serialize to a compact JSON string (stored in ONNX metadata)."""

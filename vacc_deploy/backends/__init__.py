@@ -53,7 +53,7 @@ class BuiltModel:
     """The artifact a session runs: what the build stage produced for one precision.
 
     ``onnx_path`` is the ONNX model (ORT); ``vacc_dir``/``vdsp_json`` the vamc output (VACC);
-    ``row``/``weights`` let the torch backend rebuild the reference module. ``label`` describes the
+    ``config``/``weights`` let the torch backend rebuild the reference module. ``label`` describes the
     weights for reports (official / synthetic / file).
     """
 
@@ -67,7 +67,7 @@ class BuiltModel:
     onnx_path: Path | None = None
     vacc_dir: Path | None = None
     vdsp_json: Path | None = None
-    config_path: Path | None = None
+    config: object | None = None  # the RowConfig (torch backend rebuilds the module from it)
 
 
 def backend_module(name: str) -> ModuleType:

@@ -63,3 +63,10 @@ class OrtSession:
         """Run one batch (float32 NCHW of the model's input shape); returns float32 NCHW."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
         return self._sess.run([self.output_name], {self.input_name: x})[0]
+
+
+def open_session(built, options) -> OrtSession:
+    """Backend entry point (see :mod:`vacc_deploy.backends`): run ``built.onnx_path``."""
+    if built.onnx_path is None:
+        raise BuildError(f"row '{built.row}': no ONNX model was built for ONNX Runtime")
+    return OrtSession(built.onnx_path, options.threads)

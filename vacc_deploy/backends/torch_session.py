@@ -34,3 +34,10 @@ class TorchSession:
         """Run a float32 NCHW batch; returns float32 NCHW."""
         with torch.inference_mode():
             return self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+
+
+def open_session(built, options) -> TorchSession:
+    """Backend entry point (see :mod:`vacc_deploy.backends`): the row's module, whole-image inference."""
+    config = built.config
+    weights = None if built.weights in (None, "None") else built.weights
+    return TorchSession(config, weights, tile_shape=None, threads=options.threads)

@@ -214,3 +214,11 @@ class VaccSession:
         if stream is not None:
             stream.close_input()
             stream.wait_until_done()
+
+
+def open_session(built, options) -> VaccSession:
+    """Backend entry point (see :mod:`vacc_deploy.backends`): run the vamc output in ``built.vacc_dir``."""
+    if built.vacc_dir is None:
+        raise BuildError(f"row '{built.row}': no VACC model was compiled (build with --backend vacc first)")
+    return VaccSession(built.vacc_dir, built.vdsp_json, built.input_shape,
+                       device_id=options.device_id, batch_size=options.batch_size)

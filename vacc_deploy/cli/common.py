@@ -30,3 +30,35 @@ def add_shape(parser: argparse.ArgumentParser) -> None:
 def row_and_shape(args: argparse.Namespace) -> tuple[RowConfig, tuple[int, int, int, int] | None]:
     config = load_row(args.row)
     return config, (parse_shape(args.shape) if getattr(args, "shape", None) else None)
+
+
+def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] = ("onnxruntime", "torch")) -> None:
+    """Arguments that name the model a command runs: weights, shape, backend, build options."""
+    add_weights(parser)
+    add_shape(parser)
+    parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset of the export")
+    parser.add_argument("--backend", default="onnxruntime", choices=backends,
+                        help="onnxruntime (fixed-shape model, tiled) or torch (reference, whole image)")
+    parser.add_argument("--overlap", type=int, default=None, metavar="PX",
+                        help="tile overlap in input pixels (default 16)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")
+    add_workdir(parser)
+
+
+def request_from_args(args: argparse.Namespace):
+    """The :class:`~vacc_deploy.pipeline.ModelRequest` the arguments describe."""
+    from vacc_deploy.pipeline import ModelRequest
+
+    shape = parse_shape(args.shape) if args.shape else None
+    return ModelRequest(weights=args.weights, shape=shape, opset=args.opset, backend=args.backend)
+
+
+def upscaler_from_args(config: RowConfig, args: argparse.Namespace):
+    """Build (or reuse) the model the arguments name and return (Upscaler, BuiltModel)."""
+    from vacc_deploy.backends import SessionOptions
+    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
+    from vacc_deploy.pipeline import upscaler_for
+
+    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
+    return upscaler_for(config, request_from_args(args), args.workdir, overlap=overlap,
+                        options=SessionOptions(threads=args.threads))

@@ -92,16 +92,25 @@ def ssim_map(a: np.ndarray, b: np.ndarray, peak: float = PEAK) -> np.ndarray:
     return num / den
 
 
-def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
-    """Standard protocol PSNR (dB) on float Y of uint8 HxWx3 RGB images, ``crop`` px cut per side."""
+def _y(img: np.ndarray, crop: int, round_y: bool) -> np.ndarray:
+    y = rgb_to_y(img)
+    return _crop(np.round(y) if round_y else y, crop)
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int, round_y: bool = False) -> float:
+    """Standard protocol PSNR (dB) on the Y of uint8 HxWx3 RGB images, ``crop`` px cut per side.
+
+    ``round_y``: round Y to integers first (MATLAB ``rgb2ycbcr`` on uint8, numpy half-to-even as
+    the official LESRCNN code does); otherwise Y stays float (BasicSR/EDSR convention).
+    """
     _check_pair(sr, hr, "psnr_y")
-    return _psnr(_crop(rgb_to_y(sr), crop), _crop(rgb_to_y(hr), crop))
+    return _psnr(_y(sr, crop, round_y), _y(hr, crop, round_y))
 
 
-def ssim_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
-    """Standard protocol SSIM on float Y of uint8 HxWx3 RGB images, ``crop`` px cut per side."""
+def ssim_y(sr: np.ndarray, hr: np.ndarray, crop: int, round_y: bool = False) -> float:
+    """Standard protocol SSIM on the Y of uint8 HxWx3 RGB images (see :func:`psnr_y`)."""
     _check_pair(sr, hr, "ssim_y")
-    return float(np.mean(ssim_map(_crop(rgb_to_y(sr), crop), _crop(rgb_to_y(hr), crop))))
+    return float(np.mean(ssim_map(_y(sr, crop, round_y), _y(hr, crop, round_y))))
 
 
 def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:

@@ -45,7 +45,8 @@ class Params(BaseModel):
 def spec(params: Params) -> ModelSpec:
     """RGB in [0, 1], any input size, outputs truncated to uint8 as the official test code does."""
     return ModelSpec(scale=params.scale, channel_order="RGB", value_range=1.0, size_multiple=1,
-                     pad_mode="edge", output_conversion="truncate")
+                     pad_mode="edge", output_conversion="truncate",
+                     y_conversion="round")
 
 
 class MeanShift(nn.Module):
