@@ -1,0 +1,62 @@
+"""Reproduce the papers' fp32 numbers: standard protocol (tiled fixed-shape ONNX on ONNX Runtime),
+official weights, Set5 and Set14, against the published PSNR/SSIM (Y channel).
+
+Usage: python scripts/reproduce_papers.py [--shared ../shared] [--workdir DIR] [--json FILE]
+Prints a Markdown table; exits 1 when a row is outside 0.02 dB / 0.0005 of the paper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vacc_deploy.config import load_row
+from vacc_deploy.evaluate import Candidate, evaluate
+from vacc_deploy.imaging.datasets import find_pairs
+from vacc_deploy.pipeline import ModelRequest, upscaler_for
+
+PAPER = {  # (row, dataset): (PSNR, SSIM) as published
+    ("lesrcnn_x2", "Set5"): (37.65, 0.9586), ("lesrcnn_x2", "Set14"): (33.32, 0.9148),
+    ("lesrcnn_x3", "Set5"): (33.93, 0.9231), ("lesrcnn_x3", "Set14"): (30.12, 0.8380),
+    ("lesrcnn_x4", "Set5"): (31.88, 0.8903), ("lesrcnn_x4", "Set14"): (28.44, 0.7772),
+    ("bicubic_pp_x3", "Set5"): (32.13, 0.8961), ("bicubic_pp_x3", "Set14"): (28.98, 0.8076),
+}
+TOL_PSNR, TOL_SSIM = 0.02, 0.0005
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--rows", default=None, help="comma-separated subset of rows")
+    args = ap.parse_args()
+    data = args.shared / "data"
+    rows = args.rows.split(",") if args.rows else sorted({r for r, _ in PAPER})
+    print("| row | dataset | PSNR | SSIM | paper PSNR | paper SSIM | dPSNR | dSSIM | ok |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    out, bad = [], 0
+    for row in rows:
+        config = load_row(row)
+        req = ModelRequest(weights=str(data / "weights" / config.weights.official.file))
+        up, built = upscaler_for(config, req, args.workdir)
+        for ds in ("Set5", "Set14"):
+            pairs = find_pairs(data / "images" / ds, up.spec.scale)
+            cand = Candidate("fp32", None, "onnxruntime", up, built.input_shape[2:])
+            res = evaluate(pairs, [cand], row=row, dataset=data / "images" / ds, scale=up.spec.scale,
+                           progress=False)["results"][0]
+            p, s = PAPER[(row, ds)]
+            ok = abs(res["psnr"] - p) <= TOL_PSNR and abs(res["ssim"] - s) <= TOL_SSIM
+            bad += not ok
+            out.append({"row": row, "dataset": ds, **res, "paper_psnr": p, "paper_ssim": s, "ok": ok})
+            print(f"| {row} | {ds} | {res['psnr']:.3f} | {res['ssim']:.4f} | {p:.2f} | {s:.4f} | "
+                  f"{res['psnr'] - p:+.3f} | {res['ssim'] - s:+.4f} | {'yes' if ok else 'NO'} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
