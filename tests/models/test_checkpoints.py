@@ -113,3 +113,9 @@ def test_invalid_param_value_raises(tmp_path: Path, row: str, bad: dict) -> None
     path = _yaml_with_params(tmp_path, row, **bad)
     with pytest.raises(ConfigError, match=f"params.{next(iter(bad))}"):
         create_model(path, "synthetic")
+
+
+def test_model_level_param_error_names_params(tmp_path: Path) -> None:
+    path = _yaml_with_params(tmp_path, "edsr_mx2", num_in_ch=1)
+    with pytest.raises(ConfigError, match="key 'params'"):
+        create_model(path, "synthetic")

@@ -45,3 +45,13 @@ def test_spec_matches_parity_conventions(row: str, layouts: dict[str, Any]) -> N
     assert spec.channel_order == conv["channel_order"]
     assert spec.value_range == (255.0 if conv["value_range"] == "[0,255]" else 1.0)
     assert spec.check_input_hw(*in_hw) is None
+
+
+def test_lesrcnn_accepts_and_ignores_scale_argument(
+    parity_dir: Path, parity_model: Callable[[str], torch.nn.Module]
+) -> None:
+    """The official call is ``forward(x, scale)``; ours takes an optional, ignored scale."""
+    x = torch.from_numpy(np.load(parity_dir / "lesrcnn_x2.npz")["input"])[..., :16, :16]
+    model = parity_model("lesrcnn_x2")
+    with torch.no_grad():
+        assert torch.equal(model(x, 2), model(x))
