@@ -61,8 +61,9 @@ def row_params(config: RowConfig) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
+        key = f"params.{loc}" if loc else "params"  # model-level validators give an empty loc
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(f"row '{config.name}': key 'params.{loc}': {msg}") from None
+        raise ConfigError(f"row '{config.name}': key '{key}': {msg}") from None
 
 
 def row_spec(config: RowConfig) -> ModelSpec:

@@ -65,7 +65,10 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) * self.res_scale + x
+        res = self.body(x)
+        if self.res_scale != 1.0:  # skipping a multiply by 1 is exact and keeps the graph lean
+            res = res * self.res_scale
+        return res + x
 
 
 class EDSR(nn.Module):

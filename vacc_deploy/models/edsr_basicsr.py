@@ -60,7 +60,10 @@ class ResidualBlockNoBN(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(torch.relu(self.conv1(x))) * self.res_scale
+        res = self.conv2(torch.relu(self.conv1(x)))
+        if self.res_scale != 1.0:  # skipping a multiply by 1 is exact and keeps the graph lean
+            res = res * self.res_scale
+        return x + res
 
 
 class EDSRBasicSR(nn.Module):
