@@ -83,12 +83,17 @@ def quantize_int8(
     per_channel: bool = True,
     nodes_to_exclude: Sequence[str] = (),
     op_types: Sequence[str] = DEFAULT_OP_TYPES,
+    reduce_range: bool = False,
 ) -> None:
     """Write a QDQ int8 model of ``fp32_model_path`` to ``out_path`` using ``ranges``.
 
     ``ranges`` maps every tensor :func:`select_tensors` picks for ``op_types`` (on non-excluded
     nodes) to (min, max). Nodes named in ``nodes_to_exclude`` stay float. Raises UsageError /
     BuildError; never leaves a partial ``out_path``.
+
+    ``reduce_range`` quantizes weights to 7 bits. ONNX Runtime's fused u8s8 CPU kernels can saturate
+    on x86-64 CPUs without VNNI (AVX2 only): the QDQ model itself is exact to its ranges, but running
+    it there with graph optimizations on may be noticeably less accurate; reduce_range avoids it.
     """
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import QuantType, update_opset_version
@@ -98,7 +103,7 @@ def quantize_int8(
     try:
         model = update_opset_version(model, QuantType.QInt8, QuantType.QUInt8)
         quantizer = QDQQuantizer(
-            model, per_channel, False, QuantType.QInt8, QuantType.QUInt8,
+            model, per_channel, reduce_range, QuantType.QInt8, QuantType.QUInt8,
             _tensors_data(ranges),  # fresh object: ORT mutates it (Relu/Clip input ranges)
             [], list(nodes_to_exclude), list(op_types), {},
         )
