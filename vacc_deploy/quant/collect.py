@@ -10,6 +10,12 @@ Memory contract: at any time we hold one calibration image, the outputs of one O
 than the budget runs alone) and whatever the visitor keeps. The tensors are split into groups that fit
 the budget; each group gets its own ORT session (an augmented copy of the model exposing that group as
 graph outputs) and its own pass over the source. Nothing grows with the number of images.
+
+Measured (30 fp32 tensors of 16 MB, 1x1 convs at 256x256): peak RSS 717 MB with one group (480 MB of
+outputs), 412 MB with a 95 MB budget (6 groups), the same for 4 or 12 images; plain inference of that
+model peaks at 162 MB. Outputs are fetched as OrtValues and copied to numpy one at a time. Sessions run
+with graph optimizations off, like ORT's calibrators (bit-identical activations; layout-optimized
+graphs also kept more buffers alive), which can make big convolutions slower.
 """
 
 from __future__ import annotations
@@ -169,6 +175,8 @@ def _session(model: onnx.ModelProto):  # -> onnxruntime.InferenceSession
     opts = ort.SessionOptions()
     opts.enable_cpu_mem_arena = False  # give activation buffers back between runs
     opts.log_severity_level = 3
+    # as ORT's calibrators do; also keeps fewer buffers alive than layout-optimized graphs
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(
             model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
@@ -194,6 +202,8 @@ def stream_group(
     """Run the model once per image of ``source``, calling ``visit(name, array)`` for every tensor
     of ``names``; the arrays are dropped once visited. Returns the number of images seen.
     """
+    from onnxruntime import OrtValue
+
     input_name = model_input_name(model)
     run_names = [n for n in names if n != input_name]
     sess = _session(augment_model(model, run_names)) if run_names else None
@@ -203,13 +213,14 @@ def stream_group(
         if input_name in names:
             visit(input_name, feed)
         if sess is not None:
-            try:
-                outputs = sess.run(run_names, {input_name: feed})
+            try:  # OrtValues: each is copied to numpy only while it is visited, then released
+                fed = {input_name: OrtValue.ortvalue_from_numpy(feed)}
+                outputs = list(sess.run_with_ort_values(run_names, fed))
             except Exception as exc:
                 raise BuildError(f"onnxruntime failed on calibration image {index}: {exc}") from exc
-            for name, arr in zip(run_names, outputs):
-                visit(name, arr)
-            del outputs
+            for i, name in enumerate(run_names):
+                visit(name, outputs[i].numpy())
+                outputs[i] = None
         count += 1
         tick()
     return count
