@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vacc_deploy.errors import UsageError
-from vacc_deploy.quant import METHODS, ArraySource, CalibrationResult, calibrate
+from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.quant import METHODS, ArraySource, CalibrationResult, CallableSource, calibrate
 from vacc_deploy.quant.collect import plan_groups
 from vacc_deploy.quant.methods import KLCalibration, MaxCalibration, PercentileCalibration
 from vacc_deploy.quant.stats import TensorStats
@@ -96,3 +96,20 @@ def test_badly_shaped_image(tiny_model):
     with pytest.raises(UsageError, match="expected \\(1, C, H, W\\)"):
         calibrate(tiny_model, ArraySource([np.zeros((2, 3, 16, 16), np.float32)]), "max",
                   progress=False)
+
+
+def test_callable_source_is_reiterable(tiny_model, images):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return (im for im in images)
+
+    res = calibrate(tiny_model, CallableSource(factory, len(images)), "percentile", progress=False)
+    ref = calibrate(tiny_model, ArraySource(images), "percentile", progress=False)
+    assert res.ranges == ref.ranges and len(calls) == 2  # two passes, fresh iterator each
+
+
+def test_source_yielding_nothing(tiny_model):
+    with pytest.raises(BuildError, match="no image"):
+        calibrate(tiny_model, CallableSource(lambda: iter(()), 3), "max", progress=False)

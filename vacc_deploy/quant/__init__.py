@@ -24,6 +24,7 @@ from vacc_deploy.quant.collect import (
     DEFAULT_MAX_BYTES_PER_RUN,
     DEFAULT_OP_TYPES,
     ArraySource,
+    CallableSource,
     CalibrationSource,
     infer_shapes,
     plan_groups,
@@ -36,7 +37,7 @@ from vacc_deploy.quant.qdq import convert_fp16, quantize_int8
 from vacc_deploy.quant.stats import TensorStats
 
 __all__ = [
-    "ArraySource", "CalibrationResult", "CalibrationSource", "DEFAULT_OP_TYPES", "METHODS",
+    "ArraySource", "CalibrationResult", "CalibrationSource", "CallableSource", "DEFAULT_OP_TYPES", "METHODS",
     "calibrate", "convert_fp16", "quantize_int8",
 ]
 

@@ -21,7 +21,7 @@ graphs also kept more buffers alive), which can make big convolutions slower.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -72,6 +72,21 @@ class ArraySource:
         for i in range(len(self._arrays)):
             item = np.asarray(self._arrays[i])
             yield item[None] if item.ndim == 3 else item
+
+
+class CallableSource:
+    """A :class:`CalibrationSource` from a factory returning a fresh iterator of (1, C, H, W) arrays
+    and the number of images it yields (e.g. images decoded from files on disk, one at a time)."""
+
+    def __init__(self, factory: Callable[[], Iterable[np.ndarray]], length: int) -> None:
+        self._factory = factory
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self._factory())
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
