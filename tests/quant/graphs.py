@@ -41,3 +41,31 @@ def random_inputs(n: int = 10, seed: int = 1) -> list[np.ndarray]:
     """``n`` random (1,3,16,16) float32 images in [0, 1)."""
     rng = np.random.default_rng(seed)
     return [rng.random((1, 3, 16, 16), dtype=np.float32) for _ in range(n)]
+
+
+def sr_like(path: Path, seed: int = 0) -> Path:
+    """x(1,3,16,16) -> Conv(12) -> LeakyRelu -> Mul(0.5) -> DepthToSpace(2) -> Add(Resize(x)) -> y."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((12, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "k"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("LeakyRelu", ["a"], ["b"], name="lrelu", alpha=0.2),
+        helper.make_node("Mul", ["b", "k"], ["c"], name="mul"),
+        helper.make_node("DepthToSpace", ["c"], ["d"], name="d2s", blocksize=2),
+        helper.make_node("Resize", ["x", "", "sc"], ["u"], name="up", mode="nearest"),
+        helper.make_node("Add", ["d", "u"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "sr",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

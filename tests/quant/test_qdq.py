@@ -99,3 +99,16 @@ def test_convert_fp16(tiny_model, images, tmp_path):
     x = images[0]
     ref, got = _run(tiny_model, x), _run(out, x)
     assert got.dtype == np.float32 and np.abs(ref - got).max() < 1e-2
+
+
+def test_sr_like_graph_end_to_end(images, tmp_path):
+    from tests.quant.graphs import sr_like
+
+    model = sr_like(tmp_path / "sr.onnx")
+    res = calibrate(model, ArraySource(images[:4]), "kl_divergence", progress=False)
+    assert list(res.ranges) == ["x", "a", "b", "c", "d", "u", "y"]
+    quantize_int8(model, tmp_path / "sr_q.onnx", res.ranges)
+    q = onnx.load(str(tmp_path / "sr_q.onnx"))
+    assert {"QuantizeLinear", "DepthToSpace", "LeakyRelu"} <= {n.op_type for n in q.graph.node}
+    ref, got = _run(model, images[0]), _run(tmp_path / "sr_q.onnx", images[0])
+    assert np.abs(ref - got).max() < 0.03 * np.abs(ref).max()
