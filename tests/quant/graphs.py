@@ -1,0 +1,71 @@
+"""Tiny ONNX graphs for the quant tests (built with onnx.helper, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def conv_relu_conv_add(path: Path, seed: int = 0) -> Path:
+    """x(1,3,16,16) -> Conv c1 (8ch) -> Relu -> Conv c2 (3ch) -> Add(x) -> y. Saved at ``path``."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "b1"),
+        numpy_helper.from_array((rng.standard_normal((3, 8, 3, 3)) * 0.2).astype(np.float32), "w2"),
+        numpy_helper.from_array((rng.standard_normal(3) * 0.1).astype(np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["t1"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["t1"], ["t2"], name="r1"),
+        helper.make_node("Conv", ["t2", "w2", "b2"], ["t3"], name="c2", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["t3", "x"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def random_inputs(n: int = 10, seed: int = 1) -> list[np.ndarray]:
+    """``n`` random (1,3,16,16) float32 images in [0, 1)."""
+    rng = np.random.default_rng(seed)
+    return [rng.random((1, 3, 16, 16), dtype=np.float32) for _ in range(n)]
+
+
+def sr_like(path: Path, seed: int = 0) -> Path:
+    """x(1,3,16,16) -> Conv(12) -> LeakyRelu -> Mul(0.5) -> DepthToSpace(2) -> Add(Resize(x)) -> y."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((12, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "k"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("LeakyRelu", ["a"], ["b"], name="lrelu", alpha=0.2),
+        helper.make_node("Mul", ["b", "k"], ["c"], name="mul"),
+        helper.make_node("DepthToSpace", ["c"], ["d"], name="d2s", blocksize=2),
+        helper.make_node("Resize", ["x", "", "sc"], ["u"], name="up", mode="nearest"),
+        helper.make_node("Add", ["d", "u"], ["y"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "sr",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

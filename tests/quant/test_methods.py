@@ -1,0 +1,115 @@
+"""Each method's range choice on crafted distributions, memory grouping, and bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.quant import METHODS, ArraySource, CalibrationResult, CallableSource, calibrate
+from vacc_deploy.quant.collect import plan_groups
+from vacc_deploy.quant.methods import KLCalibration, MaxCalibration, PercentileCalibration
+from vacc_deploy.quant.stats import TensorStats
+
+
+def _stats(data: np.ndarray, kind: str | None) -> TensorStats:
+    s = TensorStats(track_abs=True)
+    for chunk in np.array_split(data, 7):
+        s.update_range(chunk)
+    if kind:
+        s.start_histogram(kind, 2048)
+        for chunk in np.array_split(data, 7):
+            s.update_histogram(chunk)
+    return s
+
+
+@pytest.fixture(scope="module")
+def outlier() -> np.ndarray:
+    """Relu-like activations (half-normal, sigma 1) plus one outlier at 50."""
+    rng = np.random.default_rng(3)
+    data = np.abs(rng.standard_normal(200_000)).astype(np.float32)
+    data[123] = 50.0
+    return data
+
+
+def test_max_includes_outlier(outlier):
+    assert MaxCalibration().compute_range(_stats(outlier, None)) == (float(outlier.min()), 50.0)
+
+
+def test_percentile_clips_outlier(outlier):
+    lo, hi = PercentileCalibration(percentile=99.99).compute_range(_stats(outlier, "abs"))
+    assert lo == pytest.approx(float(outlier.min()))
+    assert 3.0 < hi < 5.0  # 99.99th percentile of a half-normal is ~3.9
+
+
+def test_kl_clips_outlier(outlier):
+    lo, hi = KLCalibration().compute_range(_stats(outlier, "signed"))
+    assert lo == pytest.approx(float(outlier.min()))
+    assert 2.0 < hi < 10.0
+
+
+def test_percentile_signed_tensor_is_symmetric_then_clipped():
+    rng = np.random.default_rng(4)
+    data = np.concatenate([rng.uniform(-1, 0, 50_000), rng.uniform(0, 4, 50_000)]).astype(np.float32)
+    lo, hi = PercentileCalibration(percentile=99.0).compute_range(_stats(data, "abs"))
+    assert lo == pytest.approx(float(data.min()))  # -t below the minimum: clipped to it
+    assert 3.5 < hi < 4.0
+    lo2, hi2 = PercentileCalibration(percentile=99.0, symmetric=False).compute_range(
+        _stats(data, "signed"))
+    assert -1.0 < lo2 < -0.9 and 3.9 < hi2 <= 4.0
+
+
+def test_grouping_splits_runs_with_identical_results(tiny_model, images):
+    full = calibrate(tiny_model, ArraySource(images), "percentile", progress=False)
+    tiny = calibrate(tiny_model, ArraySource(images), "percentile", progress=False,
+                     max_bytes_per_run=4 * 8 * 16 * 16)  # one 8-channel tensor per run
+    assert full.groups == 1 and tiny.groups >= 4
+    assert tiny.ranges == full.ranges
+
+
+def test_plan_groups_respects_budget():
+    sizes = {"a": 40, "b": 40, "c": 30, "d": 200, "e": None, "f": 10}
+    assert plan_groups(sizes, 100) == [["a", "b"], ["d"], ["e"], ["c", "f"]]
+
+
+def test_result_is_json_serializable(tiny_model, images):
+    import json
+
+    res = calibrate(tiny_model, ArraySource(images[:2]), "max", progress=False)
+    back = CalibrationResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert back.ranges == res.ranges and back.num_images == 2
+
+
+def test_unknown_method_lists_known(tiny_model, images):
+    with pytest.raises(UsageError) as err:
+        calibrate(tiny_model, ArraySource(images), "minmaxx", progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and all(name in msg for name in METHODS)
+
+
+def test_empty_source(tiny_model):
+    with pytest.raises(UsageError, match="empty"):
+        calibrate(tiny_model, ArraySource([]), "max", progress=False)
+
+
+def test_badly_shaped_image(tiny_model):
+    with pytest.raises(UsageError, match="expected \\(1, C, H, W\\)"):
+        calibrate(tiny_model, ArraySource([np.zeros((2, 3, 16, 16), np.float32)]), "max",
+                  progress=False)
+
+
+def test_callable_source_is_reiterable(tiny_model, images):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return (im for im in images)
+
+    res = calibrate(tiny_model, CallableSource(factory, len(images)), "percentile", progress=False)
+    ref = calibrate(tiny_model, ArraySource(images), "percentile", progress=False)
+    assert res.ranges == ref.ranges and len(calls) == 2  # two passes, fresh iterator each
+
+
+def test_source_yielding_nothing(tiny_model):
+    with pytest.raises(BuildError, match="no image"):
+        calibrate(tiny_model, CallableSource(lambda: iter(()), 3), "max", progress=False)

@@ -1,0 +1,114 @@
+"""quantize_int8 (QDQ from our ranges) and convert_fp16."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.quant import ArraySource, calibrate, convert_fp16, quantize_int8
+
+
+@pytest.fixture(scope="module")
+def ranges(tiny_model, images):
+    return calibrate(tiny_model, ArraySource(images), "max", progress=False).ranges
+
+
+def _run(path, x, optimize=False):
+    """Run on CPU; without graph optimizations ORT evaluates Q/DQ exactly as written (fused u8s8
+    kernels may saturate on CPUs without VNNI, see quantize_int8's reduce_range)."""
+    opts = ort.SessionOptions()
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+def _inits(model):
+    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def test_quantize_int8_scales_match_ranges(tiny_model, ranges, images, tmp_path):
+    out = tmp_path / "q.onnx"
+    quantize_int8(tiny_model, out, ranges)
+    model = onnx.load(str(out))
+    inits = _inits(model)
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert qs, "no QuantizeLinear node"
+    for node in qs:
+        name = node.input[0].removesuffix("_QuantizeLinear_Input")  # graph outputs get renamed
+        lo, hi = ranges["t2" if name == "t1" else name]  # ORT gives Relu's input its output range
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale, zp = inits[node.input[1]], inits[node.input[2]]
+        assert zp.dtype == np.uint8
+        assert float(scale) == pytest.approx((hi - lo) / 255.0, rel=1e-5), name
+        assert int(zp) == int(round(-lo / ((hi - lo) / 255.0))), name
+    for conv in (n for n in model.graph.node if n.op_type == "Conv"):
+        dq = next(n for n in model.graph.node
+                  if n.op_type == "DequantizeLinear" and n.output[0] == conv.input[1])
+        assert inits[dq.input[0]].dtype == np.int8
+        scale = inits[dq.input[1]]
+        assert scale.ndim == 1 and scale.size == inits[dq.input[0]].shape[0]
+        assert next(a.i for a in dq.attribute if a.name == "axis") == 0
+    x = images[0]
+    ref, got = _run(tiny_model, x), _run(out, x)
+    assert np.abs(ref - got).max() < 0.03 * np.abs(ref).max()
+
+
+def test_reduce_range_runs_close_with_fused_kernels(tiny_model, ranges, images, tmp_path):
+    out = tmp_path / "q7.onnx"
+    quantize_int8(tiny_model, out, ranges, reduce_range=True)
+    x = images[0]
+    ref, got = _run(tiny_model, x), _run(out, x, optimize=True)
+    assert np.abs(ref - got).max() < 0.03 * np.abs(ref).max()
+
+
+def test_nodes_to_exclude_keeps_conv_float(tiny_model, ranges, tmp_path):
+    out = tmp_path / "q_skip.onnx"
+    quantize_int8(tiny_model, out, ranges, nodes_to_exclude=["c2"])
+    model = onnx.load(str(out))
+    c2 = next(n for n in model.graph.node if n.name == "c2")
+    assert c2.input[1] == "w2" and _inits(model)["w2"].dtype == np.float32
+    assert not any(n.op_type == "DequantizeLinear" and n.input[0].startswith("w2")
+                   for n in model.graph.node)
+    c1 = next(n for n in model.graph.node if n.name == "c1")
+    assert any(n.op_type == "DequantizeLinear" and n.output[0] == c1.input[1]
+               for n in model.graph.node)
+    _run(out, np.zeros((1, 3, 16, 16), np.float32))
+
+
+def test_quantize_int8_errors(tiny_model, ranges, tmp_path):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(UsageError, match="not found"):
+        quantize_int8(tiny_model, out, ranges, nodes_to_exclude=["nope"])
+    with pytest.raises(BuildError, match="no calibration range"):
+        quantize_int8(tiny_model, out, {k: v for k, v in ranges.items() if k != "t3"})
+    assert not out.exists() and not list(tmp_path.glob(".bad.onnx.*"))
+
+
+def test_convert_fp16(tiny_model, images, tmp_path):
+    out = tmp_path / "h.onnx"
+    convert_fp16(tiny_model, out)
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert _inits(model)["w1"].dtype == np.float16
+    x = images[0]
+    ref, got = _run(tiny_model, x), _run(out, x)
+    assert got.dtype == np.float32 and np.abs(ref - got).max() < 1e-2
+
+
+def test_sr_like_graph_end_to_end(images, tmp_path):
+    from tests.quant.graphs import sr_like
+
+    model = sr_like(tmp_path / "sr.onnx")
+    res = calibrate(model, ArraySource(images[:4]), "kl_divergence", progress=False)
+    assert list(res.ranges) == ["x", "a", "b", "c", "d", "u", "y"]
+    quantize_int8(model, tmp_path / "sr_q.onnx", res.ranges)
+    q = onnx.load(str(tmp_path / "sr_q.onnx"))
+    assert {"QuantizeLinear", "DepthToSpace", "LeakyRelu"} <= {n.op_type for n in q.graph.node}
+    ref, got = _run(model, images[0]), _run(tmp_path / "sr_q.onnx", images[0])
+    assert np.abs(ref - got).max() < 0.03 * np.abs(ref).max()

@@ -1,0 +1,152 @@
+"""Calibration methods: each turns one tensor's :class:`TensorStats` into a (min, max) range.
+
+Semantics follow ONNX Runtime 1.31's calibrators (``onnxruntime/quantization/calibrate.py``) so the
+ranges equal what ``quantize_static`` would compute on the same data, without its memory cost:
+
+* ``max``: the observed [min, max] (ORT ``MinMaxCalibrater``, ``symmetric=False``).
+* ``percentile``: ORT ``PercentileCalibrater`` with its default ``symmetric=True``: a histogram of
+  ``|x|``, threshold ``t`` = the bin edge where the CDF reaches ``percentile``; range ``[-t, t]``
+  clipped to the observed [min, max]. For a uint8 activation this matters: a non-negative tensor
+  (after Relu) gets [0, t]; a signed tensor gets a range symmetric around zero (the zero point lands
+  near 128). ``symmetric=False`` cuts ``(100 - percentile) / 2`` percent on each side of the signed
+  histogram instead. Note ORT's own default percentile is 99.999; ours is 99.99.
+* ``kl_divergence``: ORT ``EntropyCalibrater`` (TensorRT-style search): over a signed histogram on
+  ``[-T, T]``, for every window of ``2i+1`` bins centred on zero (``i`` from ``num_quantized_bins/2``
+  to ``num_bins/2``) compare the clipped distribution ``p`` with its ``num_quantized_bins``-bin
+  quantized version ``q``; the window with the least KL(p||q) gives the range, clipped to the
+  observed [min, max]. ORT's quirks are kept on purpose (``q`` spread with integer truncation onto
+  every bin of a chunk, tail bins of ``q`` left at zero, eps-smoothing) so thresholds match ORT's.
+  ORT's default is ``num_bins=128`` (only one candidate window, i.e. no search); we default to 2048.
+
+Adding a method: write a class with ``hist_kind`` and ``compute_range`` and add it to ``METHODS``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from vacc_deploy.quant.stats import HistogramKind, TensorStats
+
+Range = tuple[float, float]
+
+
+def _clip(lo: float, hi: float, stats: TensorStats) -> Range:
+    """Clip a threshold pair to the observed extremes, as ORT does."""
+    lo = max(float(lo), float(stats.min))
+    hi = min(float(hi), float(stats.max))
+    return lo, hi
+
+
+class MaxCalibration:
+    """Observed [min, max]; needs pass 1 only."""
+
+    hist_kind: ClassVar[HistogramKind | None] = None
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def compute_range(self, stats: TensorStats) -> Range:
+        """Return (min, max) seen over all images."""
+        return float(stats.min), float(stats.max)
+
+
+class PercentileCalibration:
+    """Percentile of the (absolute, by default) value distribution; see module docstring."""
+
+    hist_kind: ClassVar[HistogramKind | None] = "abs"
+
+    def __init__(self, percentile: float = 99.99, symmetric: bool = True, **_: object) -> None:
+        if not 0.0 <= percentile <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+        self.percentile = percentile
+        self.symmetric = symmetric
+        if not symmetric:
+            self.hist_kind = "signed"
+
+    def compute_range(self, stats: TensorStats) -> Range:
+        """Threshold(s) from the histogram's CDF, clipped to [min, max]."""
+        hist, edges = stats.hist, stats.edges
+        cdf = np.cumsum(hist / hist.sum())
+        if self.symmetric:
+            t = edges[np.searchsorted(cdf, self.percentile / 100.0)]
+            return _clip(-t, t, stats)
+        cut = (100.0 - self.percentile) / 200.0
+        lo = edges[np.searchsorted(cdf, cut)]
+        hi = edges[np.searchsorted(cdf, 1.0 - cut)]
+        return _clip(lo, hi, stats)
+
+
+def _smooth(p: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
+    """Replace zeros by eps and take that mass off the non-zeros (float32), None if all zero."""
+    zeros = p == 0
+    n_zeros = int(zeros.sum())
+    n_nonzeros = p.size - n_zeros
+    if n_nonzeros == 0:
+        return None
+    eps1 = eps * float(n_zeros) / float(n_nonzeros)
+    out = p.astype(np.float32)
+    out += np.where(zeros, np.float32(eps), np.float32(-eps1)).astype(np.float32)
+    return out
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(p || q) of two positive float32 vectors, each normalised to sum 1, in float32."""
+    p = p / np.sum(p)
+    q = q / np.sum(q)
+    return float(np.sum(p * np.log(p / q)))
+
+
+def _window_divergence(hist: np.ndarray, start: int, end: int, n_quant: int) -> float:
+    """KL divergence of the window hist[start:end] against its n_quant-bin quantization."""
+    sliced = hist[start:end]
+    p = sliced.copy()
+    p[0] += hist[:start].sum()
+    p[-1] += hist[end:].sum()
+    nonzero = (p != 0).astype(np.int64)
+    merged = sliced.size // n_quant
+    body = n_quant * merged
+    quant = sliced[:body].reshape(n_quant, merged).sum(axis=1)
+    quant[-1] += sliced[body:].sum()
+    norm = nonzero[:body].reshape(n_quant, merged).sum(axis=1)
+    per_bin = np.zeros(n_quant, dtype=np.int64)
+    ok = norm != 0
+    per_bin[ok] = (quant[ok] / norm[ok]).astype(np.int64)  # ORT stores into an int64 array
+    q = np.zeros(p.size, dtype=np.int64)
+    q[:body] = np.repeat(per_bin, merged)
+    ps, qs = _smooth(p), _smooth(q)
+    if ps is None or qs is None:
+        return float("inf")
+    return _kl(ps, qs)
+
+
+class KLCalibration:
+    """Entropy (KL-divergence) threshold search as ORT's entropy calibrator does it."""
+
+    hist_kind: ClassVar[HistogramKind | None] = "signed"
+
+    def __init__(self, num_quantized_bins: int = 128, **_: object) -> None:
+        self.num_quantized_bins = num_quantized_bins
+
+    def compute_range(self, stats: TensorStats) -> Range:
+        """The window edges of least divergence, clipped to [min, max]."""
+        hist, edges = stats.hist, stats.edges
+        num_bins = hist.size
+        zero = num_bins // 2
+        half_q = self.num_quantized_bins // 2
+        best, best_div = (float(edges[0]), float(edges[-1])), float("inf")
+        first = True
+        for i in range(half_q, zero + 1):
+            start, end = zero - i, min(zero + i + 1, num_bins)
+            div = _window_divergence(hist, start, end, self.num_quantized_bins)
+            if first or div < best_div:  # argmin keeps the first minimum
+                best, best_div, first = (edges[start], edges[end]), div, False
+        return _clip(best[0], best[1], stats)
+
+
+METHODS: dict[str, type] = {
+    "max": MaxCalibration,
+    "percentile": PercentileCalibration,
+    "kl_divergence": KLCalibration,
+}

@@ -1,0 +1,132 @@
+"""int8 (QDQ) quantization from precomputed ranges, and fp16 conversion.
+
+:func:`quantize_int8` does what ``onnxruntime.quantization.quantize_static`` does after calibration
+(shape inference, opset check, ``QDQQuantizer``), but takes the ranges from our streaming calibration
+as a ``TensorsData`` instead of running ORT's calibrators. Activations are uint8 (asymmetric,
+range widened to include 0 by ORT), weights int8 symmetric, per channel (axis 0 for Conv) by default.
+
+Outputs are written atomically: to a temporary file beside the target, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.quant.collect import DEFAULT_OP_TYPES, infer_shapes, select_tensors
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _atomic_path(out_path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``out_path``; move it into place only if the body succeeds."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(model_path: str | Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(model_path))
+    except Exception as exc:  # OSError, DecodeError, ...
+        raise BuildError(f"cannot read ONNX model {model_path}: {exc}") from exc
+
+
+def _tensors_data(ranges: Mapping[str, tuple[float, float]]):  # -> TensorsData
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    data = {}
+    for name, (lo, hi) in ranges.items():
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+            raise BuildError(f"range of tensor {name!r} is invalid: ({lo}, {hi})")
+        data[name] = TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+    return TensorsData(CalibrationMethod.MinMax, data)
+
+
+def _check_request(model: onnx.ModelProto, ranges: Mapping[str, tuple[float, float]],
+                   exclude: Sequence[str], op_types: Sequence[str]) -> None:
+    """UsageError for unknown excluded node names; BuildError when a needed range is missing."""
+    names = {n.name for n in model.graph.node}
+    unknown = [n for n in exclude if n not in names]
+    if unknown:
+        raise UsageError(f"nodes to keep in float not found in the model: {', '.join(unknown)}")
+    kept = onnx.ModelProto()
+    kept.CopyFrom(model)
+    nodes = [n for n in kept.graph.node if n.name not in set(exclude)]
+    del kept.graph.node[:]
+    kept.graph.node.extend(nodes)
+    missing = [t for t in select_tensors(kept, op_types) if t not in ranges]
+    if missing:
+        raise BuildError(f"no calibration range for {len(missing)} tensor(s), e.g. {missing[0]!r}")
+
+
+def quantize_int8(
+    fp32_model_path: str | Path,
+    out_path: str | Path,
+    ranges: Mapping[str, tuple[float, float]],
+    per_channel: bool = True,
+    nodes_to_exclude: Sequence[str] = (),
+    op_types: Sequence[str] = DEFAULT_OP_TYPES,
+    reduce_range: bool = False,
+) -> None:
+    """Write a QDQ int8 model of ``fp32_model_path`` to ``out_path`` using ``ranges``.
+
+    ``ranges`` maps every tensor :func:`select_tensors` picks for ``op_types`` (on non-excluded
+    nodes) to (min, max). Nodes named in ``nodes_to_exclude`` stay float. Raises UsageError /
+    BuildError; never leaves a partial ``out_path``.
+
+    ``reduce_range`` quantizes weights to 7 bits. ONNX Runtime's fused u8s8 CPU kernels can saturate
+    on x86-64 CPUs without VNNI (AVX2 only): the QDQ model itself is exact to its ranges, but running
+    it there with graph optimizations on may be noticeably less accurate; reduce_range avoids it.
+    """
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import QuantType, update_opset_version
+
+    model = infer_shapes(_load(fp32_model_path))
+    _check_request(model, ranges, list(nodes_to_exclude), list(op_types))
+    try:
+        model = update_opset_version(model, QuantType.QInt8, QuantType.QUInt8)
+        quantizer = QDQQuantizer(
+            model, per_channel, reduce_range, QuantType.QInt8, QuantType.QUInt8,
+            _tensors_data(ranges),  # fresh object: ORT mutates it (Relu/Clip input ranges)
+            [], list(nodes_to_exclude), list(op_types), {},
+        )
+        quantizer.quantize_model()
+    except (BuildError, UsageError):
+        raise
+    except Exception as exc:
+        raise BuildError(f"ONNX Runtime QDQ quantization failed: {exc}") from exc
+    with _atomic_path(out_path) as tmp:
+        quantizer.model.save_model_to_file(str(tmp), False)
+
+
+def convert_fp16(fp32_model_path: str | Path, out_path: str | Path) -> None:
+    """Write an fp16 copy of the model (weights and compute) keeping fp32 inputs and outputs.
+
+    Uses ONNX Runtime's ``onnxruntime.transformers.float16`` converter (``keep_io_types=True``).
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = _load(fp32_model_path)
+    try:
+        half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    except Exception as exc:
+        raise BuildError(f"fp16 conversion failed: {exc}") from exc
+    with _atomic_path(out_path) as tmp:
+        onnx.save_model(half, str(tmp))
