@@ -68,6 +68,20 @@ def check_shape(shape: tuple[int, int, int, int], spec: ModelSpec, row: str) -> 
         raise ShapeError(f"--shape {'x'.join(map(str, shape))}: row '{row}' cannot take it: {reason}")
 
 
+def family_source_digest(arch: str) -> str:
+    """sha256 of the family's model code (``models/<arch>.py``, ``models/common.py``) and of
+    ``spec.py``, read as files (no torch import): a change to an architecture or to its declared
+    conventions invalidates its cached exports."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in (root / "models" / f"{arch}.py", root / "models" / "common.py", root / "spec.py"):
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def weights_identity(config: RowConfig, weights: str | Path | None) -> tuple[str, str | None, Any]:
     """(label, sha256 or None, argument for create_model) of a ``--weights`` value."""
     if str(weights) == "synthetic":
@@ -162,7 +176,7 @@ def export_row(
     shape = tuple(shape or config.input_shape)
     label, digest, model_arg = weights_identity(config, weights)
     key = artifacts.stage_key({"format": EXPORT_FORMAT, "config": config.model_dump(mode="json"),
-                               "weights": label, "sha": digest,
+                               "code": family_source_digest(config.arch), "weights": label, "sha": digest,
                                "shape": shape, "opset": opset, "versions": artifacts.tool_versions()})
     out_dir = artifacts.row_workdir(config.name, workdir) / "export" / f"{shape[2]}x{shape[3]}-op{opset}-{key}"
     manifest = out_dir / "manifest.json"

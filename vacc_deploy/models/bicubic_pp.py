@@ -36,7 +36,7 @@ class Params(BaseModel):
 def spec(params: Params) -> ModelSpec:
     """BGR, [0, 1], H and W even (edge-padded when odd), outputs rounded to uint8."""
     return ModelSpec(scale=params.scale, channel_order="BGR", value_range=1.0, size_multiple=2,
-                     pad_mode="edge", output_conversion="round")
+                     pad_mode="edge", output_conversion="round", y_conversion="round")
 
 
 class BicubicPlusPlus(nn.Module):

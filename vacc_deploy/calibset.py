@@ -1,0 +1,179 @@
+"""Calibration sets (SPEC section 4): N samples made with the row's own pre-processing, seeded,
+hashed and cached in the work folder. Torch-free.
+
+``crop`` mode takes native-scale random crops of the model's input size (what the model sees when
+tiling; images smaller than the crop are reflect-padded as tiling pads them); ``resize`` mode
+resizes whole images to the input size with ``cv2.INTER_AREA``, as the vendor's build dataset
+does. With ``degrade="bsrgan"`` each source image first goes through the BSRGAN degradation model
+(realistic low-quality inputs for blind SR rows).
+
+A set is a folder ``<workdir>/<row>/calib/<mode>-<H>x<W>-n<N>-s<seed>-<key>/`` holding the samples
+as 8-bit PNGs (``0000.png`` ...; these also serve as the vamc ``dataset`` folder) and
+``manifest.json`` (sources, crop boxes, skipped files, hash). Network inputs are made from the PNGs
+on the fly, one at a time, so neither disk nor memory holds N float arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from vacc_deploy import artifacts
+from vacc_deploy.errors import DatasetError, ImageError, UsageError
+from vacc_deploy.imaging.datasets import list_images
+from vacc_deploy.imaging.io import read_image, to_uint
+from vacc_deploy.processing import to_network
+from vacc_deploy.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+MODES = ("crop", "resize")
+DEGRADATIONS = ("none", "bsrgan")
+CALIB_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CalibSet:
+    """A built calibration set: its folder, sample count, content hash and manifest."""
+
+    folder: Path
+    num: int
+    sha256: str
+    manifest: dict[str, Any]
+
+    @property
+    def images(self) -> list[Path]:
+        return sorted(self.folder.glob("[0-9][0-9][0-9][0-9].png"))
+
+
+class CalibSource:
+    """A :class:`vacc_deploy.quant.CalibrationSource`: yields each sample as the network input
+    (1, 3, H, W) float32, converted with the row's :class:`ModelSpec`. Iterable many times."""
+
+    def __init__(self, calib: CalibSet, spec: ModelSpec) -> None:
+        self.calib, self.spec = calib, spec
+        self.paths = calib.images
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for path in self.paths:
+            yield to_network(read_image(path).rgb, self.spec)
+
+
+def _crop(rgb: np.ndarray, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    ih, iw = rgb.shape[:2]
+    if ih < h or iw < w:
+        rgb = np.pad(rgb, ((0, max(0, h - ih)), (0, max(0, w - iw)), (0, 0)), mode="reflect")
+    y = int(rng.integers(0, rgb.shape[0] - h + 1))
+    x = int(rng.integers(0, rgb.shape[1] - w + 1))
+    return rgb[y : y + h, x : x + w], [y, x, h, w]
+
+
+def _sample(rgb: np.ndarray, mode: str, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    if mode == "resize":
+        return cv2.resize(rgb, (hw[1], hw[0]), interpolation=cv2.INTER_AREA), []
+    return _crop(rgb, hw[0], hw[1], rng)
+
+
+def _degrade(rgb: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    from vacc_deploy.degradation import degrade_bsrgan
+
+    lq, _ = degrade_bsrgan(rgb, max(scale, 1), rng)
+    return lq
+
+
+def _load(path: Path, skipped: list[str]) -> np.ndarray | None:
+    try:
+        return read_image(path).rgb
+    except ImageError as exc:
+        log.warning("skipping unreadable image: %s", exc)
+        skipped.append(str(path))
+        return None
+
+
+def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int], seed: int,
+          degrade: str, scale: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Write ``num`` samples into ``tmp`` (cycling over a seeded shuffle of ``paths``)."""
+    from vacc_deploy.imaging.io import write_image
+
+    order = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
+    samples: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    bar = tqdm(total=num, desc="calibration set", unit="img")
+    i = 0
+    while len(samples) < num and order:
+        path = order[i % len(order)]
+        rgb = _load(path, skipped)
+        if rgb is None:
+            order.remove(path)
+            continue
+        rng = np.random.default_rng([seed, len(samples)])
+        if degrade == "bsrgan":
+            rgb = _degrade(rgb, scale, rng)
+        sample, box = _sample(rgb, mode, hw, rng)
+        write_image(tmp / f"{len(samples):04d}.png", to_uint(sample, 8, "round"))
+        samples.append({"index": len(samples), "source": path.name, "box": box})
+        bar.update(1)
+        i += 1
+    bar.close()
+    return samples, skipped
+
+
+def _folder_hash(folder: Path) -> str:
+    h = hashlib.sha256()
+    for png in sorted(folder.glob("[0-9][0-9][0-9][0-9].png")):
+        h.update(png.read_bytes())
+    return h.hexdigest()
+
+
+def _sources(images: Path) -> list[Path]:
+    if not images.exists():
+        raise DatasetError(f"--calib-images {images}: no such folder")
+    paths = list_images(images)
+    if not paths:
+        raise DatasetError(f"--calib-images {images}: no images in this folder")
+    return paths
+
+
+def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[int, ...], *, num: int = 50,
+                         seed: int = 0, mode: str = "crop", degrade: str = "none",
+                         workdir: Path | None = None) -> CalibSet:
+    """Build (or reuse) a calibration set of ``num`` samples of the model's input size.
+
+    Raises DatasetError for a missing/empty folder or when no image is readable; UsageError for a
+    bad mode/number. In ``resize`` mode a folder with fewer images than ``num`` gives fewer samples
+    (with a warning); in ``crop`` mode several crops come from each image. Unreadable images are
+    skipped with a warning and counted in the manifest.
+    """
+    if mode not in MODES or degrade not in DEGRADATIONS or num < 1:
+        raise UsageError(f"calibration: mode must be one of {MODES}, degrade one of {DEGRADATIONS}, num >= 1")
+    paths = _sources(Path(images))
+    hw = (int(shape[2]), int(shape[3]))
+    if mode == "resize" and len(paths) < num:
+        log.warning("only %d images in %s for --num %d: using all of them", len(paths), images, num)
+        num = len(paths)
+    digests = [[p.name, artifacts.file_digest(p)] for p in paths]
+    key = artifacts.stage_key({"format": CALIB_FORMAT, "sources": digests, "num": num, "seed": seed,
+                               "mode": mode, "hw": hw, "degrade": degrade, "spec": spec.to_json()})
+    folder = artifacts.row_workdir(row, workdir) / "calib" / f"{mode}-{hw[0]}x{hw[1]}-n{num}-s{seed}-{key}"
+    if (folder / "manifest.json").is_file():
+        m = artifacts.read_json(folder / "manifest.json")
+        return CalibSet(folder, m["num"], m["sha256"], m)
+    with artifacts.staged_dir(folder) as tmp:
+        samples, skipped = _fill(tmp, paths, num, mode, hw, seed, degrade, spec.scale)
+        if not samples:
+            raise DatasetError(f"--calib-images {images}: none of the {len(paths)} images could be read")
+        manifest = {"row": row, "mode": mode, "shape": list(shape), "num": len(samples), "seed": seed,
+                    "degrade": degrade, "images": str(images), "sources": digests, "samples": samples,
+                    "skipped": skipped, "n_skipped": len(skipped), "sha256": _folder_hash(tmp), "key": key}
+        artifacts.atomic_write_json(tmp / "manifest.json", manifest)
+    return CalibSet(folder, manifest["num"], manifest["sha256"], manifest)
