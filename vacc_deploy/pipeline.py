@@ -1,14 +1,17 @@
-"""The order of the stages: config → export → (calibration → build) → session. Only this module
+"""The order of the stages: config → export → calibration → build → session. Only this module
 knows it; each stage takes its input artifact and returns a new one. Torch-free unless a stage that
 needs torch must actually run (an export that is not cached, or the torch backend).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vacc_deploy.backends import BuiltModel, SessionOptions, open_session
+from vacc_deploy.build import BuildOptions, BuildResult, build_onnxruntime
+from vacc_deploy.calibset import CalibSet, make_calibration_set
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.export import DEFAULT_OPSET, ExportResult, export_row, weights_identity
@@ -16,19 +19,32 @@ from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
 from vacc_deploy.infer import Upscaler
 from vacc_deploy.spec import ModelSpec
 
-PRECISIONS = ("fp32",)
+
+@dataclass(frozen=True)
+class CalibRequest:
+    """Where the calibration set comes from and how it is made (see :mod:`vacc_deploy.calibset`)."""
+
+    images: Path | None = None
+    num: int = 50
+    seed: int = 0
+    mode: str = "crop"
+    degrade: str = "none"
 
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """Which model a command wants: weights, fixed shape, backend and build options."""
+    """Which model a command wants: weights, fixed shape, backend, build and calibration options."""
 
     weights: str | None = None
     shape: tuple[int, int, int, int] | None = None
     opset: int = DEFAULT_OPSET
     backend: str = "onnxruntime"
-    precision: str = "fp32"
-    quant: str | None = None
+    build: BuildOptions = field(default_factory=BuildOptions)
+    calib: CalibRequest = field(default_factory=CalibRequest)
+
+    def with_precision(self, precision: str, quant: str | None = None) -> "ModelRequest":
+        """The same request for another precision / calibration method."""
+        return dataclasses.replace(self, build=dataclasses.replace(self.build, precision=precision, quant=quant))
 
 
 def export_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> ExportResult:
@@ -36,20 +52,48 @@ def export_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
     return export_row(config, req.weights, req.shape, req.opset, workdir)
 
 
+def calib_stage(config: RowConfig, spec: ModelSpec, shape: tuple[int, ...], req: ModelRequest,
+                workdir: Path | None) -> CalibSet | None:
+    """The calibration set (cached), or None when no calibration images were given."""
+    c = req.calib
+    if c.images is None:
+        return None
+    return make_calibration_set(config.name, spec, c.images, shape, num=c.num, seed=c.seed, mode=c.mode,
+                                degrade=c.degrade, workdir=workdir)
+
+
+def _build_options(config: RowConfig, req: ModelRequest) -> BuildOptions:
+    opts = req.build
+    if opts.precision == "int8" and opts.quant is None:
+        opts = dataclasses.replace(opts, quant=config.quant.method)  # the row's seed method
+    return opts
+
+
+def build_onnx(config: RowConfig, req: ModelRequest, workdir: Path | None) -> tuple[ExportResult, BuildResult]:
+    """Export, calibrate (int8) and build for ONNX Runtime; every stage cached."""
+    exported = export_stage(config, req, workdir)
+    spec = ModelSpec(**exported.spec)
+    opts = _build_options(config, req)
+    calib = calib_stage(config, spec, exported.input_shape, req, workdir) if opts.precision == "int8" else None
+    built = build_onnxruntime(exported.onnx_path, spec, opts, row=config.name, calib=calib, workdir=workdir)
+    return exported, built
+
+
 def build_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuiltModel:
-    """The model artifact a session runs for ``req`` (fp32: the export itself)."""
-    if req.precision not in PRECISIONS:
-        raise UsageError(f"--precision {req.precision}: expected one of {', '.join(PRECISIONS)}")
+    """The model artifact a session of ``req.backend`` runs."""
     shape = tuple(req.shape or config.input_shape)
     if req.backend == "torch":
+        if req.build.precision != "fp32":
+            raise UsageError(f"--backend torch runs fp32 only (got --precision {req.build.precision})")
         from vacc_deploy.models import row_spec
 
         label, _, model_arg = weights_identity(config, req.weights)
         return BuiltModel(row=config.name, spec=row_spec(config), input_shape=shape, label=label,
                           weights=str(model_arg), config=config)
-    exported = export_stage(config, req, workdir)
-    return BuiltModel(row=config.name, spec=ModelSpec(**exported.spec), input_shape=shape,
-                      label=exported.weights, onnx_path=exported.onnx_path, config=config)
+    exported, built = build_onnx(config, req, workdir)
+    return BuiltModel(row=config.name, spec=ModelSpec(**exported.spec), input_shape=tuple(exported.input_shape),
+                      precision=built.precision, quant=built.quant, label=exported.weights,
+                      onnx_path=built.model_path, config=config)
 
 
 def upscaler_for(config: RowConfig, req: ModelRequest, workdir: Path | None, *,

@@ -14,12 +14,14 @@ import traceback
 from types import ModuleType
 
 from vacc_deploy import __version__
-from vacc_deploy.cli import eval_cmd, export_cmd, models_cmd, run_cmd
+from vacc_deploy.cli import build_cmd, calib_cmd, eval_cmd, export_cmd, models_cmd, run_cmd
 from vacc_deploy.errors import VaccError
 
 COMMANDS: dict[str, ModuleType] = {
     "models": models_cmd,
     "export": export_cmd,
+    "calib": calib_cmd,
+    "build": build_cmd,
     "run": run_cmd,
     "eval": eval_cmd,
 }

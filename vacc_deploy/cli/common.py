@@ -32,8 +32,45 @@ def row_and_shape(args: argparse.Namespace) -> tuple[RowConfig, tuple[int, int, 
     return config, (parse_shape(args.shape) if getattr(args, "shape", None) else None)
 
 
-def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] = ("onnxruntime", "torch")) -> None:
+def add_calib_args(parser: argparse.ArgumentParser, images_flag: str = "--calib-images") -> None:
+    """Arguments that make a calibration set."""
+    parser.add_argument(images_flag, dest="calib_images", type=Path, default=None, metavar="DIR",
+                        help="calibration images (never the evaluation set)")
+    parser.add_argument("--num", type=int, default=50, metavar="N", help="calibration samples (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
+    parser.add_argument("--calib-mode", "--mode", dest="calib_mode", choices=("crop", "resize"), default="crop",
+                        help="native-scale random crops of the input size (default) or whole images resized")
+    parser.add_argument("--degrade", choices=("none", "bsrgan"), default="none",
+                        help="degrade calibration images with the BSRGAN model first (blind SR rows)")
+
+
+def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None:
+    """Build options (precision, calibration method, per-channel, float layers)."""
+    if multi:
+        parser.add_argument("--precisions", default="fp32", metavar="LIST",
+                            help="comma-separated precisions: fp32,fp16,int8 (default fp32)")
+        parser.add_argument("--quant", default=None, metavar="LIST",
+                            help="int8 calibration method(s), comma-separated: percentile,kl_divergence,max "
+                                 "(default: the row's seed method)")
+    else:
+        parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+        parser.add_argument("--quant", default=None, metavar="METHOD",
+                            help="int8 calibration: percentile, kl_divergence or max (default: the row's)")
+    parser.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
+                        help="per-channel int8 weights (default)")
+    parser.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor int8 weights")
+    parser.add_argument("--skip-layers", default="", metavar="NAMES",
+                        help="Conv layers kept in float: comma-separated node names or 0-based Conv indices")
+    parser.add_argument("--percentile", type=float, default=99.99, help="percentile calibration (default 99.99)")
+    parser.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
+                        help="7-bit int8 weights for ONNX Runtime (auto: on for x86 CPUs without VNNI)")
+    add_calib_args(parser)
+
+
+def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] = ("onnxruntime", "torch"),
+                   multi: bool = False) -> None:
     """Arguments that name the model a command runs: weights, shape, backend, build options."""
+    add_build_args(parser, multi)
     add_weights(parser)
     add_shape(parser)
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset of the export")
@@ -47,10 +84,19 @@ def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] = 
 
 def request_from_args(args: argparse.Namespace):
     """The :class:`~vacc_deploy.pipeline.ModelRequest` the arguments describe."""
-    from vacc_deploy.pipeline import ModelRequest
+    from vacc_deploy.build import BuildOptions
+    from vacc_deploy.pipeline import CalibRequest, ModelRequest
 
     shape = parse_shape(args.shape) if args.shape else None
-    return ModelRequest(weights=args.weights, shape=shape, opset=args.opset, backend=args.backend)
+    skips = tuple(x.strip() for x in args.skip_layers.split(",") if x.strip())
+    quant = getattr(args, "quant", None)
+    build = BuildOptions(precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
+                         per_channel=args.per_channel, skip_layers=skips, percentile=args.percentile,
+                         reduce_range=args.reduce_range)
+    calib = CalibRequest(images=args.calib_images, num=args.num, seed=args.seed, mode=args.calib_mode,
+                         degrade=args.degrade)
+    return ModelRequest(weights=args.weights, shape=shape, opset=getattr(args, "opset", 17),
+                        backend=getattr(args, "backend", "onnxruntime"), build=build, calib=calib)
 
 
 def upscaler_from_args(config: RowConfig, args: argparse.Namespace):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vacc_deploy.cli.common import add_model_args, add_row, upscaler_from_args
-from vacc_deploy.config import load_row
+from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
+from vacc_deploy.config import RowConfig, load_row
+from vacc_deploy.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vendor-resize", choices=("area", "bilinear"), default="area",
                         help="vendor protocol: how the LR image is resized to the model input")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results as JSON")
-    add_model_args(parser)
+    add_model_args(parser, multi=True)
 
 
 def print_table(result: dict) -> None:
@@ -32,18 +33,48 @@ def print_table(result: dict) -> None:
               f"{r['ssim']:>7.4f} {r['delta_psnr']:>+7.3f} {r['delta_ssim']:>+8.4f} {r['fidelity_psnr']:>9.2f}")
 
 
+def variants(config: RowConfig, precisions: str, quant: str | None) -> list[tuple[str, str | None]]:
+    """(precision, method) pairs to evaluate; fp32 first (the fidelity reference)."""
+    wanted = [p.strip() for p in precisions.split(",") if p.strip()]
+    bad = [p for p in wanted if p not in ("fp32", "fp16", "int8")]
+    if bad:
+        raise UsageError(f"--precisions: unknown precision '{bad[0]}' (expected fp32, fp16, int8)")
+    methods = [m.strip() for m in (quant or config.quant.method).split(",") if m.strip()]
+    out: list[tuple[str, str | None]] = [("fp32", None)]
+    out += [("fp16", None)] if "fp16" in wanted else []
+    out += [("int8", m) for m in methods] if "int8" in wanted else []
+    return out
+
+
+def candidates(config: RowConfig, args: argparse.Namespace) -> list:
+    """Build (or reuse) every requested model and wrap each in a :class:`Candidate`."""
+    from vacc_deploy.backends import SessionOptions
+    from vacc_deploy.evaluate import Candidate
+    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
+    from vacc_deploy.pipeline import upscaler_for
+
+    base = request_from_args(args)
+    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
+    out = []
+    for precision, method in variants(config, args.precisions, args.quant):
+        up, built = upscaler_for(config, base.with_precision(precision, method), args.workdir, overlap=overlap,
+                                 options=SessionOptions(threads=args.threads))
+        out.append(Candidate(precision, built.quant, args.backend, up, built.input_shape[2:]))
+    return out, built.label
+
+
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy import artifacts
-    from vacc_deploy.evaluate import Candidate, evaluate
+    from vacc_deploy.evaluate import evaluate
     from vacc_deploy.imaging.datasets import find_pairs
 
     config = load_row(args.row)
-    upscaler, built = upscaler_from_args(config, args)
-    pairs = find_pairs(args.dataset, upscaler.spec.scale)
-    cand = Candidate("fp32", None, args.backend, upscaler, built.input_shape[2:])
-    result = evaluate(pairs, [cand], row=config.name, dataset=args.dataset, scale=upscaler.spec.scale,
+    cands, label = candidates(config, args)
+    scale = cands[0].upscaler.spec.scale
+    pairs = find_pairs(args.dataset, scale)
+    result = evaluate(pairs, cands, row=config.name, dataset=args.dataset, scale=scale,
                       protocol=args.protocol, rounding=args.rounding, vendor_interp=args.vendor_resize)
-    result["weights"] = built.label
+    result["weights"] = label
     print_table(result)
     if args.json:
         artifacts.atomic_write_json(args.json, result)

@@ -1,0 +1,196 @@
+"""Build stage on ONNX Runtime: fp16 conversion, or int8 QDQ from streamed calibration ranges.
+Torch-free.
+
+A build folder ``<workdir>/<row>/build/<precision>[-<method>]-<key>/`` holds ``model.onnx``,
+``ranges.json`` (int8) and ``manifest.json`` (input hashes, settings, tool versions, timings). It
+appears whole or not at all (an interrupted build leaves nothing; a rerun completes it) and is
+reused while its inputs are unchanged. Calibration ranges are cached on their own under
+``<workdir>/<row>/ranges/`` (keyed by model, calibration set and method), so builds that differ only
+in per-channel or skipped layers reuse them.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from vacc_deploy import artifacts
+from vacc_deploy.calibset import CalibSet, CalibSource
+from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+BUILD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: precision; for int8 the calibration method, per-channel weights, layers kept
+    in float (Conv node names or 0-based Conv indices), percentile and 7-bit weights
+    (``reduce_range``: ``auto`` = on for x86-64 CPUs without VNNI, where ONNX Runtime's u8s8
+    kernels saturate)."""
+
+    precision: str = "fp32"
+    quant: str | None = None
+    per_channel: bool = True
+    skip_layers: tuple[str, ...] = ()
+    percentile: float = 99.99
+    reduce_range: str = "auto"
+
+
+@dataclass
+class BuildResult:
+    """A built model: its file, folder, settings and manifest."""
+
+    precision: str
+    quant: str | None
+    model_path: Path
+    folder: Path | None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has VNNI (AVX512-VNNI or AVX-VNNI); False when unknown."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def resolve_reduce_range(choice: str) -> bool:
+    """``on``/``off``, or ``auto``: on for x86-64 without VNNI."""
+    if choice not in ("auto", "on", "off"):
+        raise UsageError(f"--reduce-range {choice}: expected auto, on or off")
+    if choice == "auto":
+        return platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
+    return choice == "on"
+
+
+def conv_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the Conv nodes in graph order (index i = vamc ``skip_conv_layers`` index i)."""
+    return [n.name for n in model.graph.node if n.op_type == "Conv"]
+
+
+def resolve_skip_layers(model_path: Path, skips: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """Map ``--skip-layers`` items (Conv node names or 0-based Conv indices) to (names, indices).
+
+    Raises UsageError naming an unknown layer and listing how to find the names.
+    """
+    convs = conv_nodes(onnx.load(str(model_path), load_external_data=False))
+    names, indices = [], []
+    for item in skips:
+        if item.isdigit() and int(item) < len(convs):
+            idx = int(item)
+        elif item in convs:
+            idx = convs.index(item)
+        else:
+            raise UsageError(f"--skip-layers: no Conv layer '{item}' (use a name of the {len(convs)} Conv "
+                             f"nodes, e.g. '{convs[0]}', or an index 0..{len(convs) - 1})")
+        names.append(convs[idx])
+        indices.append(idx)
+    return names, sorted(set(indices))
+
+
+def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: ModelSpec, method: str,
+                       percentile: float, row_dir: Path) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
+    """Activation ranges of ``model_path`` over ``calib`` with ``method`` (cached on disk).
+
+    Returns (ranges, info) where info records the method, parameters, images and seconds.
+    """
+    from vacc_deploy.quant import METHODS, CalibrationResult, calibrate
+
+    if method not in METHODS:
+        raise UsageError(f"--quant {method}: unknown method (known: {', '.join(METHODS)})")
+    params = {"percentile": percentile} if method == "percentile" else {}
+    key = artifacts.stage_key({"model": model_sha, "calib": calib.sha256, "method": method, **params})
+    path = row_dir / "ranges" / f"{method}-{key}.json"
+    if path.is_file():
+        data = artifacts.read_json(path)
+        return CalibrationResult.from_dict(data["result"]).ranges, data["info"]
+    t0 = time.perf_counter()
+    result = calibrate(model_path, CalibSource(calib, spec), method, **params)
+    info = {"method": method, "params": params, "images": calib.num, "calib_sha256": calib.sha256,
+            "calib_folder": str(calib.folder), "seconds": time.perf_counter() - t0}
+    artifacts.atomic_write_json(path, {"info": info, "result": result.to_dict()})
+    return result.ranges, info
+
+
+def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduce_range: bool) -> str:
+    return artifacts.stage_key({
+        "format": BUILD_FORMAT, "model": model_sha, "precision": opts.precision, "quant": opts.quant,
+        "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "percentile": opts.percentile,
+        "reduce_range": reduce_range, "calib": calib.sha256 if calib else None,
+        "versions": artifacts.tool_versions(),
+    })
+
+
+def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet,
+               opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
+    from vacc_deploy.quant import quantize_int8
+
+    names, indices = resolve_skip_layers(model_path, opts.skip_layers)
+    ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, opts.percentile, row_dir)
+    t0 = time.perf_counter()
+    quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
+                  nodes_to_exclude=names, reduce_range=reduce_range)
+    artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.items()})
+    return {"calibration": {**info, "n_skipped_images": calib.manifest.get("n_skipped", 0)},
+            "float_layers": names, "float_layer_indices": indices,
+            "timings": {"calibration_s": info["seconds"], "quantize_s": time.perf_counter() - t0}}
+
+
+def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, row: str,
+                      calib: CalibSet | None = None, workdir: Path | None = None) -> BuildResult:
+    """Build ``opts.precision`` of the fp32 ONNX ``model_path`` for ONNX Runtime (cached).
+
+    fp32 returns the input model itself. fp16 keeps fp32 inputs/outputs. int8 is QDQ with uint8
+    activations and int8 weights and needs ``calib``. Raises UsageError / BuildError.
+    """
+    if opts.precision not in PRECISIONS:
+        raise UsageError(f"--precision {opts.precision}: expected one of {', '.join(PRECISIONS)}")
+    if opts.precision == "fp32":
+        return BuildResult("fp32", None, Path(model_path), None)
+    if opts.precision == "int8" and (calib is None or opts.quant is None):
+        raise UsageError("--precision int8 needs calibration images: pass --calib-images DIR")
+    model_sha = artifacts.file_digest(model_path)
+    reduce_range = resolve_reduce_range(opts.reduce_range) if opts.precision == "int8" else False
+    quant = opts.quant if opts.precision == "int8" else None
+    key = _build_key(model_sha, opts, calib if opts.precision == "int8" else None, reduce_range)
+    row_dir = artifacts.row_workdir(row, workdir)
+    folder = row_dir / "build" / (f"int8-{quant}-{key}" if quant else f"fp16-{key}")
+    if (folder / "manifest.json").is_file():
+        return BuildResult(opts.precision, quant, folder / "model.onnx", folder,
+                           artifacts.read_json(folder / "manifest.json"), cached=True)
+    t0 = time.perf_counter()
+    with artifacts.staged_dir(folder) as tmp:
+        extra = _precision_into(tmp, model_path, model_sha, spec, calib, opts, reduce_range, row_dir)
+        manifest = {"row": row, "precision": opts.precision, "quant": quant, "backend": "onnxruntime",
+                    "input_model": str(model_path), "input_model_sha256": model_sha,
+                    "settings": {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
+                                 "percentile": opts.percentile, "reduce_range": reduce_range},
+                    "versions": artifacts.tool_versions(), "key": key, **extra}
+        manifest.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
+        artifacts.atomic_write_json(tmp / "manifest.json", manifest)
+    return BuildResult(opts.precision, quant, folder / "model.onnx", folder, manifest)
+
+
+def _precision_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet | None,
+                    opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
+    if opts.precision == "fp16":
+        from vacc_deploy.quant import convert_fp16
+
+        t0 = time.perf_counter()
+        convert_fp16(model_path, tmp / "model.onnx")
+        return {"timings": {"convert_s": time.perf_counter() - t0}}
+    assert calib is not None
+    return _int8_into(tmp, model_path, model_sha, spec, calib, opts, reduce_range, row_dir)
