@@ -47,7 +47,8 @@ def worst_images(eval_result: dict[str, Any], n: int = 3) -> list[dict[str, Any]
     return sorted(worst.values(), key=lambda w: -w["psnr_drop"])[:n]
 
 
-def crop_window(sr_fp32: np.ndarray, sr_int8: np.ndarray, size: int = 96, align: int = 1) -> tuple[int, int, int]:
+def crop_window(sr_fp32: np.ndarray, sr_int8: np.ndarray, size: int = 96,
+                align: int = 1) -> tuple[int, int, int]:
     """``(y, x, side)`` of the square window where the summed |int8 - fp32| is largest.
 
     ``side`` is ``size`` clipped to the image and rounded down to a multiple of ``align`` (the scale),
@@ -60,7 +61,24 @@ def crop_window(sr_fp32: np.ndarray, sr_int8: np.ndarray, size: int = 96, align:
     sums = (integral[side:, side:] - integral[:-side, side:] - integral[side:, :-side] + integral[:-side, :-side])
     sums = sums[::align, ::align]
     iy, ix = np.unravel_index(int(np.argmax(sums)), sums.shape)
-    return int(iy) * align, int(ix) * align, side
+    y, x = int(iy) * align, int(ix) * align
+    y, x = _recenter(diff, y, x, side, align)
+    return y, x, side
+
+
+def _recenter(diff: np.ndarray, y: int, x: int, side: int, align: int) -> tuple[int, int]:
+    """Move the best window so that its centre is on the centre of mass of the differences inside it
+    (many windows tie when the differences are concentrated), keeping it in the image and aligned."""
+    win = diff[y:y + side, x:x + side]
+    total = float(win.sum())
+    if total <= 0:
+        return y, x
+    cy = y + float((win.sum(axis=1) * np.arange(side)).sum()) / total
+    cx = x + float((win.sum(axis=0) * np.arange(side)).sum()) / total
+    h, w = diff.shape
+    ny = int(np.clip(round(cy - side / 2), 0, h - side)) // align * align
+    nx = int(np.clip(round(cx - side / 2), 0, w - side)) // align * align
+    return ny, nx
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 from vacc_deploy.artifacts import atomic_write_bytes, atomic_write_text
 from vacc_deploy.report.model import CROP_IMAGES, ReportData
 from vacc_deploy.report.plots import benchmark_png
-from vacc_deploy.report.sections import Block, report_blocks
+from vacc_deploy.report.sections import Block, num, report_blocks
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CROP_CAPTIONS = {"lr": "LR (nearest)", "fp32": "fp32", "int8": "int8", "hr": "HR", "heatmap": "|int8 - fp32|"}
@@ -40,13 +40,13 @@ details summary{cursor:pointer;font-weight:600;margin:6px 0}
 .crops figure{margin:0;text-align:center;font-size:12.5px}
 .crops img.px{width:192px;height:192px;image-rendering:pixelated;border:1px solid #ccc}
 .crops img.hm{height:220px}
-img.plot{max-width:100%;border:1px solid #e0e0e0}
+img.plot{max-width:100%;border:1px solid #e0e0e0}figure{margin:8px 0 16px}figcaption{font-size:13px;color:#555}
 .missing{padding:8px;border:2px dashed #b3001b;color:#b3001b;font-size:13px}
 """
 
 
 def _is_num(cell: str) -> bool:
-    return bool(re.fullmatch(r"[+-]?(\d+(\.\d+)?|inf|nan)", cell.strip()))
+    return bool(re.fullmatch(r"[+-]?(\d+(\.\d+)?|inf|nan)|ref|-", cell.strip()))
 
 
 def _bold_html(cell: str) -> str:
@@ -80,7 +80,7 @@ def _crops_html(b: Block) -> str:
     c = b.crop
     assert c is not None
     title = (f"{c.image} — {c.backend or ''} {c.quant or ''} int8, ΔPSNR {-(c.psnr_drop or 0):+.3f} dB, "
-             f"max |int8 - fp32| {c.max_abs if c.max_abs is not None else '-'}, window {c.window}")
+             f"max |int8 - fp32| {num(c.max_abs, 0)}, window (y, x, h, w) {tuple(c.window)}")
     figs = "".join(f"<figure>{_img_html(getattr(c, k), CROP_CAPTIONS[k], 'hm' if k == 'heatmap' else 'px')}"
                    f"<figcaption>{CROP_CAPTIONS[k]}</figcaption></figure>" for k in CROP_IMAGES)
     return f"<h3>{html.escape(title)}</h3><div class=crops>{figs}</div>"
