@@ -12,7 +12,7 @@ from vacc_deploy.artifacts import atomic_write_text
 from vacc_deploy.report.model import ReportData
 from vacc_deploy.report.plots import result_label
 from vacc_deploy.report.render import html_page, md_page
-from vacc_deploy.report.sections import Block, banner, num, shape_str
+from vacc_deploy.report.sections import Block, banner, num, shape_str, weights_label
 
 
 def _f(v: Any) -> float:
@@ -39,7 +39,7 @@ def accuracy_summary(datas: list[ReportData], labels: list[str]) -> Block:
     for label, d in zip(labels, datas):
         ev, ref, b = d.eval or {}, _fp32(d), best_int8(d)
         name = "-" if b is None else f"{b.get('backend') or ''} {b.get('quant') or ''}".strip()
-        rows.append([label, d.row, f"{d.weights} ({d.provenance})" if d.weights != d.provenance else d.provenance,
+        rows.append([label, d.row, weights_label(d.weights, d.provenance),
                      f"{ev.get('dataset', '-')} / {ev.get('protocol', '-')}" if ev else "-",
                      shape_str(d.input_shape), num(ref.get("psnr")), num(ref.get("ssim"), 4), name,
                      num((b or {}).get("delta_psnr"), 3, True), num((b or {}).get("delta_ssim"), 4, True),

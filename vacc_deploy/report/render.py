@@ -29,7 +29,7 @@ th,td{border:1px solid #d3d8e0;padding:5px 10px;text-align:left;vertical-align:t
 th{background:#e9edf3;font-weight:600}tr:nth-child(even) td{background:#f8f9fb}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.kv th:empty{display:none}table.kv td:first-child{font-weight:600;white-space:nowrap}
-td{word-break:break-word;max-width:720px}
+td{overflow-wrap:break-word;max-width:720px}
 .banner{padding:14px 18px;margin:12px 0;border-radius:6px;font-size:19px;font-weight:700}
 .banner.danger{background:#b3001b;color:#fff;border:4px solid #5c000e}
 .banner.warn{background:#ffcc33;color:#3a2a00;border:3px solid #a67c00}
@@ -71,7 +71,7 @@ def _img_html(path: str | None, alt: str, cls: str) -> str:
 def _table_html(b: Block) -> str:
     kv = all(not h for h in b.headers)
     head = "" if kv else "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.headers) + "</tr>"
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if _is_num(c) else ""}>{_bold_html(c)}</td>'
+    body = "".join("<tr>" + "".join(f'<td{" class=num" if _is_num(c) and not kv else ""}>{_bold_html(c)}</td>'
                                     for c in row) + "</tr>" for row in b.rows)
     return f'<table{" class=kv" if kv else ""}>{head}{body}</table>'
 

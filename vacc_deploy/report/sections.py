@@ -58,6 +58,11 @@ def shape_str(shape: list[int] | None, drop_batch: bool = True) -> str:
     return "x".join(str(d) for d in dims)
 
 
+def weights_label(weights: str, provenance: str) -> str:
+    """"label (provenance)", without repeating the provenance when the label already says it."""
+    return weights if provenance in weights else f"{weights} ({provenance})"
+
+
 def banner(provenance: str, weights: str) -> Block | None:
     """The loud banner for synthetic or house weights (None for official / file weights)."""
     if provenance == "synthetic":
@@ -100,7 +105,7 @@ def overview(data: ReportData) -> list[Block]:
         blocks.append(b)
     if data.description:
         blocks.append(Block("p", data.description))
-    facts = [["Row", data.row], ["Weights", data.weights if data.weights == data.provenance else f"{data.weights} ({data.provenance})"],
+    facts = [["Row", data.row], ["Weights", weights_label(data.weights, data.provenance)],
              ["Scale", f"x{data.scale}" if data.scale else "-"],
              ["Input shape", shape_str(data.input_shape, False)], ["Output shape", shape_str(data.output_shape, False)],
              ["FLOPs (G)", num(data.flops_g)], ["Params (M)", num(data.params_m)]]
