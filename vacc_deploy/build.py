@@ -28,22 +28,23 @@ from vacc_deploy.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """How to build: precision; for int8 the calibration method, per-channel weights, layers kept
     in float (Conv node names or 0-based Conv indices), percentile and 7-bit weights
-    (``reduce_range``: ``auto`` = on for x86-64 CPUs without VNNI, where ONNX Runtime's u8s8
-    kernels saturate)."""
+    (``reduce_range``: 7-bit weights; ``auto`` = on for x86-64 CPUs without VNNI. Off by default:
+    sessions on such CPUs use ORT's exact u8u8 kernels instead, see
+    :func:`vacc_deploy.backends.ort.needs_accurate_int8`)."""
 
     precision: str = "fp32"
     quant: str | None = None
     per_channel: bool = True
     skip_layers: tuple[str, ...] = ()
     percentile: float = 99.99
-    reduce_range: str = "auto"
+    reduce_range: str = "off"
 
 
 @dataclass

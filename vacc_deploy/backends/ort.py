@@ -16,9 +16,21 @@ from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
 
 
-def session_options(threads: int | None = None):
+def needs_accurate_int8() -> bool:
+    """True on x86-64 CPUs without VNNI, where ONNX Runtime's fast u8s8 int8 kernels can saturate
+    (int16 pair sums); there the session uses ORT's exact u8u8 kernels instead."""
+    from vacc_deploy.build import cpu_has_vnni
+
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
+
+
+def session_options(threads: int | None = None, accurate_int8: bool = False):
     """ORT options tuned for these models: full graph optimisation, memory pattern on, sequential
-    execution, ``threads`` intra-op threads (default: all cores)."""
+    execution, ``threads`` intra-op threads (default: all cores). ``accurate_int8`` sets
+    ``session.x64quantprecision`` (exact int8 arithmetic on AVX2-only CPUs; see
+    :func:`needs_accurate_int8`)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -28,7 +40,16 @@ def session_options(threads: int | None = None):
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if accurate_int8:
+        opts.add_session_config_entry("session.x64quantprecision", "1")
     return opts
+
+
+def _is_quantized(path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in model.graph.node)
 
 
 class OrtSession:
@@ -46,8 +67,9 @@ class OrtSession:
 
         self.path = Path(path)
         try:
+            accurate = _is_quantized(self.path) and needs_accurate_int8()
             self._sess = ort.InferenceSession(
-                str(self.path), session_options(threads), providers=["CPUExecutionProvider"]
+                str(self.path), session_options(threads, accurate), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # ORT raises its own exception types
             raise BuildError(f"{self.path}: ONNX Runtime cannot load the model ({str(exc)[:200]})") from None

@@ -62,8 +62,9 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None
     parser.add_argument("--skip-layers", default="", metavar="NAMES",
                         help="Conv layers kept in float: comma-separated node names or 0-based Conv indices")
     parser.add_argument("--percentile", type=float, default=99.99, help="percentile calibration (default 99.99)")
-    parser.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
-                        help="7-bit int8 weights for ONNX Runtime (auto: on for x86 CPUs without VNNI)")
+    parser.add_argument("--reduce-range", choices=("auto", "on", "off"), default="off",
+                        help="7-bit int8 weights (auto: on for x86 CPUs without VNNI; default off: sessions "
+                             "there use ONNX Runtime's exact int8 kernels)")
     add_calib_args(parser)
 
 

@@ -145,8 +145,48 @@ class KLCalibration:
         return _clip(best[0], best[1], stats)
 
 
+def _quant_error(centers: np.ndarray, weights: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Expected squared error of uint8 affine quantization on ``[lo, hi]`` (broadcast arrays):
+    clipping error outside the range, ``step**2 / 12`` rounding error inside."""
+    step = (hi - lo) / 255.0
+    below = np.clip(lo - centers, 0.0, None)
+    above = np.clip(centers - hi, 0.0, None)
+    inside = (centers >= lo) & (centers <= hi)
+    return np.sum(weights * (below**2 + above**2 + inside * step**2 / 12.0), axis=-1)
+
+
+class MSECalibration:
+    """The range minimising the tensor's expected uint8 quantization error (clipping + rounding),
+    found by a grid search of ``grid`` x ``grid`` candidates ``[min * a, max * b]``, a, b in (0, 1],
+    over the signed histogram. Like vamc's ``mse`` mode; asymmetric, so it fits uint8 activations
+    (a tensor after Relu keeps lo = 0)."""
+
+    hist_kind: ClassVar[HistogramKind | None] = "signed"
+
+    def __init__(self, grid: int = 48, **_: object) -> None:
+        self.grid = grid
+
+    def compute_range(self, stats: TensorStats) -> Range:
+        """The least-error (lo, hi) pair."""
+        hist, edges = stats.hist.astype(np.float64), stats.edges.astype(np.float64)
+        total = hist.sum()
+        lo0, hi0 = min(float(stats.min), 0.0), max(float(stats.max), 0.0)
+        if total == 0 or hi0 - lo0 <= 0:
+            return float(stats.min), float(stats.max)
+        keep = hist > 0
+        centers = ((edges[:-1] + edges[1:]) / 2)[keep]
+        weights = hist[keep] / total
+        frac = np.linspace(1.0 / self.grid, 1.0, self.grid)
+        los = (lo0 * frac)[:, None, None] if lo0 < 0 else np.zeros((1, 1, 1))
+        his = (hi0 * frac)[None, :, None] if hi0 > 0 else np.zeros((1, 1, 1))
+        err = _quant_error(centers[None, None, :], weights[None, None, :], los, his)
+        i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+        return _clip(float(los[min(i, los.shape[0] - 1), 0, 0]), float(his[0, min(j, his.shape[1] - 1), 0]), stats)
+
+
 METHODS: dict[str, type] = {
     "max": MaxCalibration,
     "percentile": PercentileCalibration,
     "kl_divergence": KLCalibration,
+    "mse": MSECalibration,
 }

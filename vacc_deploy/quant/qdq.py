@@ -76,6 +76,31 @@ def _check_request(model: onnx.ModelProto, ranges: Mapping[str, tuple[float, flo
         raise BuildError(f"no calibration range for {len(missing)} tensor(s), e.g. {missing[0]!r}")
 
 
+def untie_initializers(model: onnx.ModelProto) -> int:
+    """Give every node input that shares an initializer with another node its own copy.
+
+    LESRCNN applies one upsampler twice, so two Conv nodes share weights. ONNX Runtime's accurate
+    int8 mode (``session.x64quantprecision``) rewrites each Conv's weights and fails on a shared
+    initializer ("Attempt to replace the existing tensor"). Returns how many copies were made.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    seen: dict[str, int] = {}
+    copies = 0
+    for node in model.graph.node:
+        for j, name in enumerate(node.input):
+            if name not in inits:
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                t = onnx.TensorProto()
+                t.CopyFrom(inits[name])
+                t.name = f"{name}__untied{seen[name] - 1}"
+                model.graph.initializer.append(t)
+                node.input[j] = t.name
+                copies += 1
+    return copies
+
+
 def quantize_int8(
     fp32_model_path: str | Path,
     out_path: str | Path,
@@ -98,7 +123,9 @@ def quantize_int8(
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import QuantType, update_opset_version
 
-    model = infer_shapes(_load(fp32_model_path))
+    model = _load(fp32_model_path)
+    untie_initializers(model)
+    model = infer_shapes(model)
     _check_request(model, ranges, list(nodes_to_exclude), list(op_types))
     try:
         model = update_opset_version(model, QuantType.QInt8, QuantType.QUInt8)

@@ -1,0 +1,115 @@
+"""Build stage on ONNX Runtime: int8 QDQ and fp16 from a small exported model; skipped layers;
+bad inputs; an interrupted build leaves nothing half-written and a rerun completes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from vacc_deploy.backends.ort import OrtSession
+from vacc_deploy.build import BuildOptions, build_onnxruntime, conv_nodes
+from vacc_deploy.calibset import make_calibration_set
+from vacc_deploy.cli import main
+from vacc_deploy.config import load_row
+from vacc_deploy.errors import UsageError
+from vacc_deploy.export import export_row
+from vacc_deploy.spec import ModelSpec
+
+SHAPE = (1, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    imgs = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(imgs / f"{i}.png"), rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    exported = export_row(load_row("lesrcnn_x2"), "synthetic", SHAPE, workdir=work)
+    spec = ModelSpec(**exported.spec)
+    calib = make_calibration_set("lesrcnn_x2", spec, imgs, SHAPE, num=4, workdir=work)
+    return work, imgs, exported, spec, calib
+
+
+def _build(env, **opts):
+    work, _, exported, spec, calib = env
+    return build_onnxruntime(exported.onnx_path, spec, BuildOptions(**opts), row="lesrcnn_x2",
+                             calib=calib, workdir=work)
+
+
+def _weight_is_float(model: onnx.ModelProto, conv_name: str) -> bool:
+    node = next(n for n in model.graph.node if n.name == conv_name)
+    inits = {t.name for t in model.graph.initializer}
+    return node.input[1] in inits  # a quantized weight comes through DequantizeLinear instead
+
+
+def test_int8_qdq_with_skipped_layers(env) -> None:
+    built = _build(env, precision="int8", quant="max", skip_layers=("0", "/conv18/conv18.0/Conv"))
+    model = onnx.load(str(built.model_path))
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    assert _weight_is_float(model, "/sub_mean/shifter/Conv") and _weight_is_float(model, "/conv18/conv18.0/Conv")
+    assert not _weight_is_float(model, "/conv2/conv2.0/Conv")
+    assert built.manifest["float_layers"] == ["/sub_mean/shifter/Conv", "/conv18/conv18.0/Conv"]
+    assert (built.folder / "ranges.json").is_file()
+    out = OrtSession(built.model_path).run(np.zeros(SHAPE, np.float32))
+    assert out.shape == (1, 3, 64, 64) and np.isfinite(out).all()
+    assert _build(env, precision="int8", quant="max", skip_layers=("0", "/conv18/conv18.0/Conv")).cached
+
+
+def test_fp16_keeps_float32_io(env) -> None:
+    built = _build(env, precision="fp16")
+    sess = OrtSession(built.model_path)
+    x = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
+    assert sess.run(x).dtype == np.float32
+
+
+@pytest.mark.parametrize("opts,match", [
+    ({"precision": "int8", "quant": "nope"}, "unknown method"),
+    ({"precision": "int8", "quant": "max", "skip_layers": ("/no/such/Conv",)}, "no Conv layer"),
+    ({"precision": "int9"}, "expected one of"),
+])
+def test_bad_build_options(env, opts, match) -> None:
+    with pytest.raises(UsageError, match=match):
+        _build(env, **opts)
+
+
+def test_int8_without_calibration(env) -> None:
+    work, _, exported, spec, _ = env
+    with pytest.raises(UsageError, match="--calib-images"):
+        build_onnxruntime(exported.onnx_path, spec, BuildOptions(precision="int8", quant="max"),
+                          row="lesrcnn_x2", calib=None, workdir=work)
+
+
+def test_cli_int8_without_images_is_usage_error(env, capsys) -> None:
+    work = env[0]
+    code = main(["build", "lesrcnn_x2", "--weights", "synthetic", "--shape", "1x3x32x32", "--precision", "int8",
+                 "--workdir", str(work)])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs calibration images" in err and "Traceback" not in err
+
+
+def test_interrupted_build_leaves_nothing_and_rerun_completes(env, monkeypatch) -> None:
+    import vacc_deploy.quant as quant
+
+    real = quant.quantize_int8
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quant, "quantize_int8", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _build(env, precision="int8", quant="max", per_channel=False)
+    build_root = env[0] / "lesrcnn_x2" / "build"
+    assert not [p for p in build_root.iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(quant, "quantize_int8", real)
+    built = _build(env, precision="int8", quant="max", per_channel=False)
+    assert built.model_path.is_file() and not built.cached
+
+
+def test_conv_indices_follow_graph_order(env) -> None:
+    names = conv_nodes(onnx.load(str(env[2].onnx_path)))
+    assert names[0] == "/sub_mean/shifter/Conv" and names[-1] == "/add_mean/shifter/Conv"

@@ -1,0 +1,93 @@
+"""Calibration sets: seeded and cached, crop/resize modes, bad folders, unreadable images."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vacc_deploy.calibset import CalibSource, make_calibration_set
+from vacc_deploy.errors import DatasetError, UsageError
+from vacc_deploy.spec import ModelSpec
+
+SPEC = ModelSpec(scale=2)
+SHAPE = (1, 3, 24, 32)
+
+
+@pytest.fixture()
+def folder(tmp_path) -> Path:
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for i, hw in enumerate([(40, 50), (20, 20), (64, 48)]):
+        cv2.imwrite(str(d / f"im{i}.png"), rng.integers(0, 256, (*hw, 3), dtype=np.uint8))
+    return d
+
+
+def _make(folder: Path, work: Path, **kw):
+    return make_calibration_set("lesrcnn_x2", SPEC, folder, SHAPE, workdir=work, **kw)
+
+
+def test_crop_mode_seeded_and_cached(folder, tmp_path) -> None:
+    a = _make(folder, tmp_path / "w", num=7, seed=3)
+    assert a.num == 7 and len(a.images) == 7
+    assert all(cv2.imread(str(p)).shape == (24, 32, 3) for p in a.images)
+    again = _make(folder, tmp_path / "w2", num=7, seed=3)
+    assert again.sha256 == a.sha256  # same seed, same samples
+    assert _make(folder, tmp_path / "w", num=7, seed=4).sha256 != a.sha256
+    assert _make(folder, tmp_path / "w", num=7, seed=3).folder == a.folder  # reused
+
+
+def test_source_yields_network_inputs(folder, tmp_path) -> None:
+    calib = _make(folder, tmp_path, num=3)
+    arrays = list(CalibSource(calib, ModelSpec(scale=3, channel_order="BGR", value_range=255.0)))
+    assert len(arrays) == 3 and arrays[0].shape == SHAPE and arrays[0].dtype == np.float32
+    assert arrays[0].max() > 1.5  # scaled to the row's 0..255 range
+    rgb = cv2.imread(str(calib.images[0]))[..., ::-1].astype(np.float32)
+    np.testing.assert_allclose(arrays[0][0, 2], rgb[..., 0])  # BGR order: channel 2 is R
+    np.testing.assert_allclose(arrays[0][0, 0], rgb[..., 2])
+
+
+def test_resize_mode_with_fewer_images_warns(folder, tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        calib = _make(folder, tmp_path, num=10, mode="resize")
+    assert calib.num == 3 and "using all of them" in caplog.text
+
+
+def test_unreadable_image_is_skipped_and_counted(folder, tmp_path, caplog) -> None:
+    (folder / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with caplog.at_level(logging.WARNING):
+        calib = _make(folder, tmp_path, num=5)
+    assert calib.num == 5 and calib.manifest["n_skipped"] == 1
+    assert "zz_broken.png" in caplog.text
+
+
+def test_empty_and_missing_folders(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        _make(tmp_path / "empty", tmp_path)
+    with pytest.raises(DatasetError, match="no such folder"):
+        _make(tmp_path / "missing", tmp_path)
+
+
+def test_all_unreadable(tmp_path) -> None:
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "a.png").write_bytes(b"nope")
+    with pytest.raises(DatasetError, match="none of the 1 images could be read"):
+        _make(d, tmp_path / "w")
+    assert not list((tmp_path / "w").rglob("*.png"))
+
+
+def test_bad_mode(folder, tmp_path) -> None:
+    with pytest.raises(UsageError):
+        _make(folder, tmp_path, mode="zoom")
+
+
+def test_bsrgan_degradation(folder, tmp_path) -> None:
+    plain = _make(folder, tmp_path, num=2)
+    degraded = _make(folder, tmp_path, num=2, degrade="bsrgan")
+    assert degraded.sha256 != plain.sha256 and degraded.manifest["degrade"] == "bsrgan"
