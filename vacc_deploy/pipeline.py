@@ -79,9 +79,26 @@ def build_onnx(config: RowConfig, req: ModelRequest, workdir: Path | None) -> tu
     return exported, built
 
 
+def vacc_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *, compile: bool = True,
+               timeout_s: float | None = None):
+    """Export, calibrate (int8) and write/compile the vamc build (see :mod:`vacc_deploy.build_vacc`)."""
+    from vacc_deploy.build_vacc import build_vacc
+
+    exported = export_stage(config, req, workdir)
+    spec = ModelSpec(**exported.spec)
+    opts = _build_options(config, req)
+    calib = calib_stage(config, spec, exported.input_shape, req, workdir) if opts.precision == "int8" else None
+    return exported, build_vacc(config, spec, exported, opts, calib, workdir, compile=compile, timeout_s=timeout_s)
+
+
 def build_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuiltModel:
     """The model artifact a session of ``req.backend`` runs."""
     shape = tuple(req.shape or config.input_shape)
+    if req.backend == "vacc":
+        exported, vb = vacc_stage(config, req, workdir)
+        return BuiltModel(row=config.name, spec=ModelSpec(**exported.spec), input_shape=tuple(exported.input_shape),
+                          precision=req.build.precision, quant=req.build.quant, label=exported.weights,
+                          vacc_dir=vb.deploy_dir, vdsp_json=vb.vdsp_json, config=config)
     if req.backend == "torch":
         if req.build.precision != "fp32":
             raise UsageError(f"--backend torch runs fp32 only (got --precision {req.build.precision})")

@@ -1,34 +1,69 @@
-"""Build a row for a precision: fp32/fp16, or int8 QDQ from a streamed calibration (ONNX Runtime)."""
+"""Build a row for a precision: fp16, or int8 QDQ from a streamed calibration, on ONNX Runtime, or
+the vamc build files (compiled when vamc is installed) for the VACC accelerator."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_row(parser)
-    add_model_args(parser, backends=("onnxruntime",))
+    add_model_args(parser, backends=("onnxruntime", "vacc", "auto"))
+    parser.add_argument("--vamc-timeout", type=float, default=None, metavar="S",
+                        help="stop vamc compile after S seconds (default: no limit)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from vacc_deploy.config import load_row
-    from vacc_deploy.pipeline import build_onnx
-
-    config = load_row(args.row)
-    exported, built = build_onnx(config, request_from_args(args), args.workdir)
+def _print_onnx(config, built) -> None:
     state = "reused (inputs unchanged)" if built.cached else "built"
-    print(f"{config.name} {built.precision}{' ' + built.quant if built.quant else ''}: {state}")
+    print(f"{config.name} {built.precision}{' ' + built.quant if built.quant else ''} (onnxruntime): {state}")
     print(f"  model    {built.model_path}")
     m = built.manifest
     if "calibration" in m:
         c = m["calibration"]
         print(f"  calib    {c['images']} samples, {c['method']} {c.get('params') or ''} "
               f"({c['n_skipped_images']} unreadable images skipped)")
-        print(f"  float    {', '.join(m['float_layers']) or 'none'}")
+        print(f"  float    {', '.join(m['float_layers']) or 'none'} (Conv indices {m['float_layer_indices']})")
         print(f"  weights  {'per-channel' if m['settings']['per_channel'] else 'per-tensor'}, "
               f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}")
     if m.get("timings"):
         print("  timings  " + ", ".join(f"{k} {v:.1f}s" for k, v in m["timings"].items()))
+
+
+def _print_vacc(config, vb) -> None:
+    from vacc_deploy.build_vacc import compile_hint
+
+    print(f"{config.name} (vacc): vamc files in {vb.folder}")
+    print(f"  yaml     {vb.yaml_path}")
+    print(f"  vdsp     {vb.vdsp_json}")
+    print(f"  skip     skip_conv_layers {vb.float_layer_indices or '[]'}")
+    print(f"  compiled {vb.deploy_dir}" if vb.compiled else f"  note     {compile_hint(vb.yaml_path)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vacc_deploy.backends.vacc import vacc_available
+    from vacc_deploy.config import load_row
+    from vacc_deploy.pipeline import build_onnx, vacc_stage
+
+    config = load_row(args.row)
+    req = request_from_args(args)
+    if args.backend == "vacc":
+        _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
+        _print_vacc(config, vb)
+        return 0
+    if args.backend == "auto":
+        ok, reason = vacc_available()
+        if ok:
+            print(f"backend auto: using vacc ({reason})", file=sys.stderr)
+            _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
+            _print_vacc(config, vb)
+            return 0
+        print(f"backend auto: using onnxruntime ({reason})", file=sys.stderr)
+        if req.build.precision != "fp32":
+            _, vb = vacc_stage(config, req, args.workdir, compile=False)
+            _print_vacc(config, vb)
+    _, built = build_onnx(config, req, args.workdir)
+    _print_onnx(config, built)
     return 0
