@@ -48,7 +48,8 @@ def _weight_is_float(model: onnx.ModelProto, conv_name: str) -> bool:
 
 
 def test_int8_qdq_with_skipped_layers(env) -> None:
-    built = _build(env, precision="int8", quant="max", skip_layers=("0", "/conv18/conv18.0/Conv"))
+    built = _build(env, precision="int8", quant="max", skip_layers=("0", "/conv18/conv18.0/Conv"),
+                   float_edges=False)
     model = onnx.load(str(built.model_path))
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert _weight_is_float(model, "/sub_mean/shifter/Conv") and _weight_is_float(model, "/conv18/conv18.0/Conv")
@@ -57,7 +58,17 @@ def test_int8_qdq_with_skipped_layers(env) -> None:
     assert (built.folder / "ranges.json").is_file()
     out = OrtSession(built.model_path).run(np.zeros(SHAPE, np.float32))
     assert out.shape == (1, 3, 64, 64) and np.isfinite(out).all()
-    assert _build(env, precision="int8", quant="max", skip_layers=("0", "/conv18/conv18.0/Conv")).cached
+    assert _build(env, precision="int8", quant="max", skip_layers=("0", "/conv18/conv18.0/Conv"),
+                  float_edges=False).cached
+
+
+def test_float_edges_by_default(env) -> None:
+    built = _build(env, precision="int8", quant="max")
+    edges = ["/sub_mean/shifter/Conv", "/conv1/conv1.0/Conv", "/conv18/conv18.0/Conv", "/add_mean/shifter/Conv"]
+    assert built.manifest["float_layers"] == edges
+    assert built.manifest["float_layer_indices"] == [0, 1, 24, 25]
+    model = onnx.load(str(built.model_path))
+    assert all(_weight_is_float(model, name) for name in edges)
 
 
 def test_fp16_keeps_float32_io(env) -> None:

@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_FORMAT = 2
+RANGES_FORMAT = 2  # bump when a calibration method's rule changes
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """How to build: precision; for int8 the calibration method, per-channel weights, layers kept
-    in float (Conv node names or 0-based Conv indices), percentile and 7-bit weights
+    in float (Conv node names or 0-based Conv indices), whether the edge convs (those that read the
+    image and write the output, see :func:`edge_convs`) stay float, percentile and 7-bit weights
     (``reduce_range``: 7-bit weights; ``auto`` = on for x86-64 CPUs without VNNI. Off by default:
     sessions on such CPUs use ORT's exact u8u8 kernels instead, see
     :func:`vacc_deploy.backends.ort.needs_accurate_int8`)."""
@@ -43,6 +45,7 @@ class BuildOptions:
     quant: str | None = None
     per_channel: bool = True
     skip_layers: tuple[str, ...] = ()
+    float_edges: bool = True
     percentile: float = 99.99
     reduce_range: str = "off"
 
@@ -82,6 +85,39 @@ def conv_nodes(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv"]
 
 
+def _is_spatial(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> bool:
+    kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), None)
+    kernel = kernel or list(shapes.get(node.input[1], (0, 0, 1, 1))[2:])
+    return any(k > 1 for k in kernel)
+
+
+def edge_convs(model: onnx.ModelProto) -> list[str]:
+    """The Conv layers that touch the image: in graph order, every Conv up to and including the
+    first one with a spatial kernel (so a 1x1 mean-shift conv before it counts too), and likewise
+    from the end. Keeping these in float costs little speed (3-channel input or output) and saves
+    much accuracy in SR networks (measured in docs/accuracy.md)."""
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    chosen: list[str] = []
+    for seq in (convs, list(reversed(convs))):
+        for node in seq:
+            if node.name not in chosen:
+                chosen.append(node.name)
+            if _is_spatial(node, shapes):
+                break
+    return chosen
+
+
+def float_layers(model_path: Path, opts: BuildOptions) -> tuple[list[str], list[int]]:
+    """(names, sorted 0-based Conv indices) of the Conv layers an int8 build keeps in float."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    convs = conv_nodes(model)
+    edges = edge_convs(model) if opts.float_edges else []
+    names, _ = resolve_skip_layers(model_path, opts.skip_layers)
+    names = sorted(set(names) | set(edges), key=convs.index)
+    return names, [convs.index(n) for n in names]
+
+
 def resolve_skip_layers(model_path: Path, skips: tuple[str, ...]) -> tuple[list[str], list[int]]:
     """Map ``--skip-layers`` items (Conv node names or 0-based Conv indices) to (names, indices).
 
@@ -113,7 +149,8 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
     if method not in METHODS:
         raise UsageError(f"--quant {method}: unknown method (known: {', '.join(METHODS)})")
     params = {"percentile": percentile} if method == "percentile" else {}
-    key = artifacts.stage_key({"model": model_sha, "calib": calib.sha256, "method": method, **params})
+    key = artifacts.stage_key({"format": RANGES_FORMAT, "model": model_sha, "calib": calib.sha256,
+                               "method": method, **params})
     path = row_dir / "ranges" / f"{method}-{key}.json"
     if path.is_file():
         data = artifacts.read_json(path)
@@ -129,7 +166,8 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
 def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduce_range: bool) -> str:
     return artifacts.stage_key({
         "format": BUILD_FORMAT, "model": model_sha, "precision": opts.precision, "quant": opts.quant,
-        "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "percentile": opts.percentile,
+        "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "edges": opts.float_edges,
+        "percentile": opts.percentile,
         "reduce_range": reduce_range, "calib": calib.sha256 if calib else None,
         "versions": artifacts.tool_versions(),
     })
@@ -139,7 +177,7 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
                opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
     from vacc_deploy.quant import quantize_int8
 
-    names, indices = resolve_skip_layers(model_path, opts.skip_layers)
+    names, indices = float_layers(model_path, opts)
     ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, opts.percentile, row_dir)
     t0 = time.perf_counter()
     quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
@@ -178,6 +216,7 @@ def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, 
         manifest = {"row": row, "precision": opts.precision, "quant": quant, "backend": "onnxruntime",
                     "input_model": str(model_path), "input_model_sha256": model_sha,
                     "settings": {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
+                                 "float_edges": opts.float_edges,
                                  "percentile": opts.percentile, "reduce_range": reduce_range},
                     "versions": artifacts.tool_versions(), "key": key, **extra}
         manifest.setdefault("timings", {})["total_s"] = time.perf_counter() - t0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vacc_deploy import artifacts
-from vacc_deploy.build import BuildOptions, resolve_skip_layers
+from vacc_deploy.build import BuildOptions, float_layers
 from vacc_deploy.calibset import CalibSet
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import BackendUnavailable, UsageError
@@ -55,7 +55,7 @@ def build_vacc(config: RowConfig, spec: ModelSpec, exported: ExportResult, opts:
         raise UsageError(f"--backend vacc builds {' or '.join(VACC_PRECISIONS)}, not {opts.precision}")
     if opts.precision == "int8" and calib is None:
         raise UsageError("--precision int8 needs calibration images: pass --calib-images DIR")
-    _, indices = resolve_skip_layers(exported.onnx_path, opts.skip_layers)
+    _, indices = float_layers(exported.onnx_path, opts) if opts.precision == "int8" else ([], [])
     quant = opts.quant or config.quant.method
     key = artifacts.stage_key({"onnx": str(exported.onnx_path), "opts": repr(opts), "quant": quant,
                                "calib": calib.sha256 if calib else None})

@@ -77,7 +77,7 @@ def test_skip_layers_reach_the_yaml(monkeypatch, capsys, work, images) -> None:
     code, out, err = _build(capsys, "lesrcnn_x2", work, images, "--backend", "vacc", "--precision", "int8",
                             "--quant", "kl_divergence", "--skip-layers", "0,/conv18/conv18.0/Conv")
     assert code == 0, err
-    assert _yaml_of(out)["backend"]["quantize"]["skip_conv_layers"] == [0, 24]
+    assert _yaml_of(out)["backend"]["quantize"]["skip_conv_layers"] == [0, 1, 24, 25]  # with the edge convs
 
 
 def test_auto_falls_back_with_one_line_reason(monkeypatch, capsys, work, images) -> None:

@@ -113,3 +113,28 @@ def test_callable_source_is_reiterable(tiny_model, images):
 def test_source_yielding_nothing(tiny_model):
     with pytest.raises(BuildError, match="no image"):
         calibrate(tiny_model, CallableSource(lambda: iter(()), 3), "max", progress=False)
+
+
+def test_kl_ignores_the_zero_spike_of_relu_outputs():
+    """Exact zeros cost nothing in uint8; ORT's rule lets them drag the threshold down."""
+    rng = np.random.default_rng(0)
+    relu = np.maximum(rng.normal(0.0, 1.0, 200_000), 0.0).astype(np.float32)  # half exact zeros
+    stats = _stats(relu, "signed")
+    ours = KLCalibration().compute_range(stats)
+    ort = KLCalibration(ort_compat=True).compute_range(stats)
+    assert ours[0] == 0.0 and ort[0] == 0.0
+    assert ours[1] > 1.5 * ort[1]
+    assert ours[1] <= float(relu.max())
+
+
+def test_mse_range_trades_clipping_against_rounding():
+    from vacc_deploy.quant.methods import MSECalibration
+
+    rng = np.random.default_rng(1)
+    data = rng.laplace(0.0, 1.0, 200_000).astype(np.float32)  # heavy tails
+    lo, hi = MSECalibration().compute_range(_stats(data, "signed"))
+    assert hi < 0.95 * float(data.max()) and lo > 0.95 * float(data.min())  # the rare tails are clipped
+    assert hi > 3.0 and lo < -3.0  # the bulk is kept
+    small = rng.uniform(-1, 1, 10_000).astype(np.float32)
+    lo, hi = MSECalibration().compute_range(_stats(small, "signed"))
+    assert lo == pytest.approx(float(small.min()), abs=0.05) and hi == pytest.approx(float(small.max()), abs=0.05)

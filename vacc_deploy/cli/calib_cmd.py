@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.calib_images is None:
         raise UsageError("calib: --images DIR is required")
-    args.skip_layers, args.percentile, args.reduce_range, args.per_channel = "", 99.99, "auto", True
+    args.skip_layers, args.percentile, args.reduce_range, args.per_channel = "", 99.99, "off", True
+    args.float_edges = True
     config = load_row(args.row)
     req = request_from_args(args)
     exported = export_stage(config, req, args.workdir)

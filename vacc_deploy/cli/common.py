@@ -61,6 +61,10 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None
     parser.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor int8 weights")
     parser.add_argument("--skip-layers", default="", metavar="NAMES",
                         help="Conv layers kept in float: comma-separated node names or 0-based Conv indices")
+    parser.add_argument("--float-edges", dest="float_edges", action="store_true", default=True,
+                        help="keep the convs that read the image and write the output in float (default)")
+    parser.add_argument("--int8-edges", dest="float_edges", action="store_false",
+                        help="quantize the edge convs too (fully int8)")
     parser.add_argument("--percentile", type=float, default=99.99, help="percentile calibration (default 99.99)")
     parser.add_argument("--reduce-range", choices=("auto", "on", "off"), default="off",
                         help="7-bit int8 weights (auto: on for x86 CPUs without VNNI; default off: sessions "
@@ -92,7 +96,8 @@ def request_from_args(args: argparse.Namespace):
     skips = tuple(x.strip() for x in args.skip_layers.split(",") if x.strip())
     quant = getattr(args, "quant", None)
     build = BuildOptions(precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
-                         per_channel=args.per_channel, skip_layers=skips, percentile=args.percentile,
+                         per_channel=args.per_channel, skip_layers=skips, float_edges=args.float_edges,
+                         percentile=args.percentile,
                          reduce_range=args.reduce_range)
     calib = CalibRequest(images=args.calib_images, num=args.num, seed=args.seed, mode=args.calib_mode,
                          degrade=args.degrade)

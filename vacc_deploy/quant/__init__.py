@@ -76,12 +76,12 @@ class CalibrationResult:
                    data.get("stats", {}), int(data.get("groups", 1)))
 
 
-def _make_method(method: str, percentile: float, num_quantized_bins: int) -> Any:
+def _make_method(method: str, percentile: float, num_quantized_bins: int, ort_compat: bool = False) -> Any:
     if method not in METHODS:
         known = ", ".join(sorted(METHODS))
         raise UsageError(f"unknown calibration method {method!r}: expected one of {known}")
     try:
-        return METHODS[method](percentile=percentile, num_quantized_bins=num_quantized_bins)
+        return METHODS[method](percentile=percentile, num_quantized_bins=num_quantized_bins, ort_compat=ort_compat)
     except ValueError as exc:
         raise UsageError(f"calibration method {method!r}: {exc}") from exc
 
@@ -123,13 +123,17 @@ def calibrate(
     op_types: Sequence[str] | None = DEFAULT_OP_TYPES,
     max_bytes_per_run: int = DEFAULT_MAX_BYTES_PER_RUN,
     progress: bool = True,
+    ort_compat: bool = False,
 ) -> CalibrationResult:
     """Compute activation ranges of ``model_path`` over ``source`` with ``method``.
+
+    ``ort_compat`` makes ``kl_divergence`` follow ONNX Runtime's entropy calibrator exactly (see
+    :class:`~vacc_deploy.quant.methods.KLCalibration` for our default's one difference).
 
     Raises UsageError (unknown method, bad parameter, empty source, badly shaped image) or
     BuildError (model unreadable, ORT failure). Only the method's needs are computed.
     """
-    calib = _make_method(method, percentile, num_quantized_bins)
+    calib = _make_method(method, percentile, num_quantized_bins, ort_compat)
     n = _check_source(source)
     if num_bins < 1 or max_bytes_per_run < 1:
         raise UsageError("num_bins and max_bytes_per_run must be positive")
@@ -147,6 +151,7 @@ def calibrate(
             all_stats.update(_calibrate_group(model, group, source, calib, num_bins, bar))
     ranges = {k: calib.compute_range(all_stats[k]) for k in names}
     params = {"percentile": percentile, "num_bins": num_bins,
-              "num_quantized_bins": num_quantized_bins, "op_types": list(op_types or [])}
+              "num_quantized_bins": num_quantized_bins, "op_types": list(op_types or []),
+              "ort_compat": ort_compat}
     return CalibrationResult(method, params, n, ranges,
                              {k: all_stats[k].summary() for k in names}, len(groups))
