@@ -47,6 +47,7 @@ class CalibSet:
     num: int
     sha256: str
     manifest: dict[str, Any]
+    cached: bool = False
 
     @property
     def images(self) -> list[Path]:
@@ -167,7 +168,7 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
     folder = artifacts.row_workdir(row, workdir) / "calib" / f"{mode}-{hw[0]}x{hw[1]}-n{num}-s{seed}-{key}"
     if (folder / "manifest.json").is_file():
         m = artifacts.read_json(folder / "manifest.json")
-        return CalibSet(folder, m["num"], m["sha256"], m)
+        return CalibSet(folder, m["num"], m["sha256"], m, cached=True)
     with artifacts.staged_dir(folder) as tmp:
         samples, skipped = _fill(tmp, paths, num, mode, hw, seed, degrade, spec.scale)
         if not samples:

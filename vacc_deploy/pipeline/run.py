@@ -1,0 +1,233 @@
+"""The whole flow for one row: data → weights → export → calibrate → build each precision → eval →
+benchmark → report, every stage reused when its inputs are unchanged (a second run of the same
+command does no work and says so). Torch is imported only if an export must actually run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from vacc_deploy import artifacts
+from vacc_deploy.config import RowConfig
+from vacc_deploy.errors import WeightsError
+from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_onnx, calib_stage, export_stage
+from vacc_deploy.pipeline.cache import StageRecord, cached_json, timed
+from vacc_deploy.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+STAGES = ("data", "export", "calibrate", "build", "eval", "benchmark", "report")
+
+
+@dataclass
+class PipelineOptions:
+    """What ``vacc-deploy pipeline`` was asked: data, precisions/methods, backend and the base
+    request (weights, shape, build and calibration options)."""
+
+    request: ModelRequest
+    dataset: Path | None = None
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    quants: tuple[str, ...] | None = None
+    iters: int = 20
+    warmup: int = 3
+    overlap: int = 16
+    benchmark: bool = True
+
+
+@dataclass
+class PipelineResult:
+    """Where the report is, how each stage went, and the weights' provenance."""
+
+    report_dir: Path
+    stages: list[StageRecord] = field(default_factory=list)
+    provenance: str = "official"
+    notes: list[str] = field(default_factory=list)
+
+
+def _provenance(config: RowConfig, weights: str | None) -> tuple[str | None, str, list[str]]:
+    """(weights to use, provenance, notes): official when found, else synthetic — said loudly."""
+    from vacc_deploy.weights import resolve_weights
+
+    if weights == "synthetic":
+        return "synthetic", "synthetic", ["SYNTHETIC WEIGHTS: accuracy numbers are meaningless"]
+    if weights not in (None, "official"):
+        return weights, "file", []
+    try:
+        resolve_weights(config, None)
+        return None, "official", []
+    except WeightsError as exc:
+        note = (f"NO OFFICIAL CHECKPOINT FOR {config.name} ({exc}); USING SYNTHETIC WEIGHTS: "
+                f"accuracy numbers are meaningless, speed and plumbing are real")
+        log.warning(note)
+        return "synthetic", "synthetic", [note]
+
+
+def _variants(config: RowConfig, opts: PipelineOptions) -> list[tuple[str, str | None]]:
+    methods = opts.quants or (config.quant.method,)
+    out: list[tuple[str, str | None]] = [("fp32", None)]
+    out += [("fp16", None)] if "fp16" in opts.precisions else []
+    out += [("int8", m) for m in methods] if "int8" in opts.precisions else []
+    return out
+
+
+def _stage(records: list[StageRecord], bar: tqdm, name: str, fn: Callable[[], tuple[Any, bool]]) -> Any:
+    bar.set_description(f"pipeline: {name}")
+    result, rec = timed(name, fn)
+    records.append(rec)
+    tqdm.write(f"  {name:<10} {'reused (inputs unchanged)' if rec.status == 'reused' else 'done'} "
+               f"in {rec.seconds:.1f} s")
+    bar.update(1)
+    return result
+
+
+def _data(opts: PipelineOptions, workdir: Path | None) -> tuple[tuple[Path, Path], bool]:
+    """(evaluation folder, calibration folder): the user's, or scikit-image photos (offline)."""
+    from vacc_deploy.sample_data import sample_datasets
+
+    given = opts.dataset, opts.request.calib.images
+    if all(given):
+        return (Path(given[0]), Path(given[1])), True
+    root = Path(workdir or artifacts.DEFAULT_WORKDIR) / "samples"
+    existed = (root / "eval" / ".complete").is_file() and (root / "calib" / ".complete").is_file()
+    ev, cal = sample_datasets(workdir)
+    return (Path(given[0] or ev), Path(given[1] or cal)), existed
+
+
+def _builds(config: RowConfig, req: ModelRequest, variants: list, workdir: Path | None) -> tuple[list, bool]:
+    built = [build_onnx(config, req.with_precision(p, m), workdir) for p, m in variants]
+    return built, all(b.cached for _, b in built if b.precision != "fp32")
+
+
+def _vamc_yaml(config: RowConfig, req: ModelRequest, quant: str | None, workdir: Path | None) -> str | None:
+    """The vamc build YAML for an int8 build (written for a VACC host; not compiled here)."""
+    from vacc_deploy.pipeline import vacc_stage
+
+    _, vb = vacc_stage(config, req.with_precision("int8", quant), workdir, compile=False)
+    return vb.yaml_path.read_text()
+
+
+def _candidates(config: RowConfig, req: ModelRequest, built: list, overlap: int) -> list:
+    from vacc_deploy.backends import BuiltModel, open_session
+    from vacc_deploy.evaluate import Candidate
+    from vacc_deploy.infer import Upscaler
+
+    out = []
+    for exported, b in built:
+        spec = ModelSpec(**exported.spec)
+        bm = BuiltModel(row=config.name, spec=spec, input_shape=tuple(exported.input_shape),
+                        precision=b.precision, quant=b.quant, onnx_path=b.model_path)
+        out.append(Candidate(b.precision, b.quant, "onnxruntime", Upscaler(open_session("onnxruntime", bm), spec, overlap),
+                             tuple(exported.input_shape[2:])))
+    return out
+
+
+def _eval(config: RowConfig, cands: list, dataset: Path, built: list, workdir: Path | None) -> tuple[dict, bool]:
+    from vacc_deploy.evaluate import evaluate
+    from vacc_deploy.imaging.datasets import find_pairs
+
+    scale = cands[0].upscaler.spec.scale
+    pairs = find_pairs(dataset, scale)
+    digests = [[p.name, artifacts.file_digest(p.hr_path)] for p in pairs]
+    key = artifacts.stage_key({"models": [str(b.model_path) for _, b in built], "data": digests})
+    path = artifacts.row_workdir(config.name, workdir) / "eval" / f"{key}.json"
+    return cached_json(path, lambda: evaluate(pairs, cands, row=config.name, dataset=dataset, scale=scale))
+
+
+def _crops(result: dict, cands: list, dataset: Path, assets: Path) -> list:
+    """Side-by-side crops of the (up to) 3 images whose int8 output lost most against fp32."""
+    from vacc_deploy.evaluate import load_pair
+    from vacc_deploy.imaging.datasets import find_pairs
+    from vacc_deploy.imaging.io import to_uint
+    from vacc_deploy.infer import conversion_for
+    from vacc_deploy.report.crops import make_crop_set, worst_images
+
+    scale = cands[0].upscaler.spec.scale
+    pairs = {p.name: p for p in find_pairs(dataset, scale)}
+    out = []
+    for worst in worst_images(result, 3):
+        lr, hr = load_pair(pairs[worst["image"]], scale)
+        ref = next(c for c in cands if c.precision == "fp32")
+        q = next(c for c in cands if c.precision == "int8" and c.quant == worst["quant"])
+        srs = [to_uint(c.upscaler(lr.astype("float32") / 255), 8, conversion_for(c.upscaler.spec, "official"))
+               for c in (ref, q)]
+        out.append(make_crop_set(worst, lr, hr, srs[0], srs[1], assets))
+    return out
+
+
+def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tuple[Path, bool]:
+    """Assemble and write report.md / report.html (reused when its inputs are unchanged)."""
+    from vacc_deploy.report.model import BuildInfo, ReportData, StageInfo
+    from vacc_deploy.report.render import write_report
+
+    folder = artifacts.row_workdir(config.name, workdir) / "report"
+    key = artifacts.stage_key({"eval": ctx["eval_key"], "bench": ctx.get("bench_key"), "notes": ctx["notes"]})
+    if (folder / "report.json").is_file() and artifacts.read_json(folder / "report.json").get("manifest", {}).get("key") == key:
+        return folder, True
+    exported = ctx["built"][0][0]
+    builds = [BuildInfo(b.precision, b.quant, "onnxruntime", (b.manifest or {}).get("settings", {}), b.manifest or {},
+                        ctx["yaml"].get(b.quant)) for _, b in ctx["built"]]
+    data = ReportData(
+        row=config.name, description=config.description, weights=exported.weights, provenance=ctx["provenance"],
+        scale=exported.spec["scale"], input_shape=list(exported.input_shape), output_shape=list(exported.output_shape),
+        flops_g=ctx.get("flops", 0) / 1e9 or None, eval=ctx["eval"], benchmark=ctx.get("bench"),
+        crops=_crops(ctx["eval"], ctx["cands"], ctx["dataset"], folder / "assets"), builds=builds,
+        manifest={"key": key, "versions": artifacts.tool_versions(), "machine": artifacts.machine(),
+                  "hashes": {"onnx_fp32": exported.onnx_path.name, "weights_sha256": exported.weights_sha256}},
+        stages=[StageInfo(r.stage, r.status, r.seconds) for r in ctx["records"]], notes=ctx["notes"])
+    write_report(data, folder)
+    return folder, False
+
+
+def _bench(config: RowConfig, req: ModelRequest, variants: list, built: list, opts: PipelineOptions,
+           workdir: Path | None) -> tuple[dict, bool]:
+    from vacc_deploy.bench_run import benchmark_row
+
+    key = artifacts.stage_key({"models": [str(b.model_path) for _, b in built], "iters": opts.iters,
+                               "warmup": opts.warmup, "machine": artifacts.machine()})
+    path = artifacts.row_workdir(config.name, workdir) / "benchmark" / f"{key}.json"
+    configs = [("onnxruntime", p, m) for p, m in variants]
+    return cached_json(path, lambda: benchmark_row(config, req, configs, workdir=workdir, iters=opts.iters,
+                                                   warmup=opts.warmup))
+
+
+def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None = None) -> PipelineResult:
+    """Run every stage for ``config`` (see module docstring); returns where the report is."""
+    records: list[StageRecord] = []
+    weights, provenance, notes = _provenance(config, opts.request.weights)
+    with tqdm(total=len(STAGES), desc="pipeline", unit="stage", leave=False) as bar:
+        dataset, calib_images = _stage(records, bar, "data", lambda: _data(opts, workdir))
+        req = replace(opts.request, weights=weights, calib=replace(opts.request.calib, images=calib_images))
+        exported = _stage(records, bar, "export", lambda: (lambda e: (e, e.cached))(export_stage(config, req, workdir)))
+        variants = _variants(config, opts)
+        int8 = [m for p, m in variants if p == "int8"]
+        _stage(records, bar, "calibrate", lambda: _calibrate(config, req, exported, bool(int8), workdir))
+        built = _stage(records, bar, "build", lambda: _builds(config, req, variants, workdir))
+        yaml = {m: _vamc_yaml(config, req, m, workdir) for m in int8}
+        cands = _candidates(config, req, built, opts.overlap)
+        result = _stage(records, bar, "eval", lambda: _eval(config, cands, dataset, built, workdir))
+        bench = _stage(records, bar, "benchmark", lambda: _bench(config, req, variants, built, opts, workdir)
+                       if opts.benchmark else (None, True))
+        ctx = {"built": built, "eval": result, "eval_key": [str(b.model_path) for _, b in built] + [str(dataset)],
+               "bench": bench, "bench_key": artifacts.stage_key(bench or {}),
+               "yaml": yaml, "cands": cands, "dataset": dataset, "provenance": provenance, "notes": notes,
+               "records": records, "flops": _flops(exported)}
+        folder = _stage(records, bar, "report", lambda: _report(config, ctx, workdir))
+    return PipelineResult(folder, records, provenance, notes)
+
+
+def _calibrate(config: RowConfig, req: ModelRequest, exported, needed: bool, workdir: Path | None):
+    if not needed:
+        return None, True
+    calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, workdir)
+    return calib, calib.cached
+
+
+def _flops(exported) -> int:
+    from vacc_deploy.bench import model_flops
+
+    return model_flops(exported.onnx_path)
