@@ -51,7 +51,9 @@ def test_latency_stats_noise() -> None:
 def _save(tmp_path: Path, nodes, inputs, outputs, inits) -> Path:
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
     path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what ONNX Runtime loads
+    onnx.save(model, str(path))
     return path
 
 
@@ -124,3 +126,21 @@ def test_benchmark_plot_is_png(bench_json) -> None:
 def test_benchmark_bad_backend_is_usage_error(capsys) -> None:
     assert main(["benchmark", "lesrcnn_x2", "--backends", "tensorrt"]) == 2
     assert "--backends" in capsys.readouterr().err
+
+
+def test_worker_peak_rss_is_its_own(tmp_path: Path) -> None:
+    """A fresh worker's peak RSS must not include its (bigger) parent's memory."""
+    from vacc_deploy.bench import peak_rss_mb
+    from vacc_deploy.bench_worker import BenchJob, run_job
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    w = numpy_helper.from_array(np.zeros((3, 3, 1, 1), np.float32), "w")
+    path = _save(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"])], [x], [y], [w])
+    ballast = np.ones(400 * 2**20 // 8)  # 400 MB resident in the parent
+    assert peak_rss_mb() > 400
+    job = BenchJob(backend="onnxruntime", row="lesrcnn_x2", input_shape=(1, 3, 8, 8),
+                   spec_json=ModelSpec(scale=1).to_json(), onnx_path=str(path), iters=2, warmup=0)
+    r = run_job(job)
+    assert r["peak_rss_mb"] < 400 and not r["torch_imported"], r["peak_rss_mb"]
+    del ballast

@@ -4,9 +4,9 @@ Torch-free (the torch backend's session imports torch itself, only when it is me
 Units: times in milliseconds, throughput in images/s and output megapixels/s (10^6 output pixels),
 memory in MB (2^20 bytes), FLOPs as 2 × multiply-accumulates.
 
-Peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` is the peak resident set size of the
-whole process and never decreases, so one process measuring several configurations would report the
-largest one for all that follow. :func:`vacc_deploy.bench_worker.run_job` therefore measures each
+Peak memory: the peak resident set size (:func:`peak_rss_mb`) is that of the whole process and never
+decreases, so one process measuring several configurations would report the largest one for all that
+follow. :func:`vacc_deploy.bench_worker.run_job` therefore measures each
 backend/precision in a fresh Python process; its ``peak_rss_mb`` covers the interpreter, numpy, the
 runtime library, the loaded model, its arena and the measurement loop (not the build, which the parent
 does beforehand).
@@ -32,9 +32,21 @@ FLOP_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "QLinearConv", "ConvInteg
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (process-wide and monotonic)."""
+    """Peak resident set size of this process so far, in MB (process-wide and monotonic).
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process's own
+    address space. ``getrusage(RUSAGE_SELF).ru_maxrss`` is not used there because the kernel carries
+    the pre-``exec`` peak over into it, so a worker started by a big parent would report the parent's
+    peak. Elsewhere ``ru_maxrss`` (KiB on Linux/BSD, bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB on Linux
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def latency_stats(times_ms: list[float]) -> dict[str, Any]:
