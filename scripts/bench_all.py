@@ -53,6 +53,11 @@ def bench_row(row: str, args: argparse.Namespace) -> dict[str, Any]:
     return benchmark(load_row(row), build_parser().parse_args(argv))
 
 
+def _probe(r: dict[str, Any]) -> str:
+    p = r.get("cpu_probe_ms")
+    return f"{p['before']:.0f}/{p['after']:.0f}" if p else "-"
+
+
 def markdown(docs: list[dict[str, Any]], failures: dict[str, str], command: str) -> str:
     """The Markdown page: machine, versions, command, one line per row × configuration."""
     from vacc_deploy import artifacts
@@ -66,9 +71,11 @@ def markdown(docs: list[dict[str, Any]], failures: dict[str, str], command: str)
              "the relative median absolute deviation (two runs agree when their p50 differ by less than about "
              "3x it). img/s and MP/s (output megapixels) are from p50; peak RSS is per configuration (fresh "
              "process); GFLOP/s = 2 x MACs of Conv/MatMul / p50. Synthetic weights are labelled: their speed "
-             "equals the official model's, their outputs are meaningless.", "",
+             "equals the official model's, their outputs are meaningless. probe ms: a fixed matrix product "
+             "timed before/after each configuration; on a shared machine, rows whose probes differ were "
+             "measured under different load and are not comparable.", "",
              "| row | weights | shape | backend | precision | quant | p50 ms | p90 ms | noise | first ms | img/s "
-             "| MP/s | RSS MB | GFLOP/s |", "|" + "---|" * 14]
+             "| MP/s | RSS MB | GFLOP/s | probe ms |", "|" + "---|" * 15]
     for d in docs:
         shape = "x".join(map(str, d["input_shape"]))
         for r in d["results"]:
@@ -77,7 +84,7 @@ def markdown(docs: list[dict[str, Any]], failures: dict[str, str], command: str)
             lines.append(f"| {d['row']} | {w} | {shape} | {r['backend']} | {r['precision']} | {r['quant'] or '-'} | "
                          f"{lat['p50']:.1f} | {lat['p90']:.1f} | {r['noise']['rel_mad']:.1%} | {r['first_run_ms']:.0f} | "
                          f"{r['images_per_s']:.2f} | {r['megapixels_per_s']:.3f} | {r['peak_rss_mb']:.0f} | "
-                         f"{r['gflops_per_s']:.1f} |")
+                         f"{r['gflops_per_s']:.1f} | {_probe(r)} |")
     lines += [""] + [f"- **{row}** failed: {msg}" for row, msg in failures.items()]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -115,6 +115,7 @@ def test_benchmark_cli_json_has_spec_fields(bench_json) -> None:
         for key in ("first_run_ms", "images_per_s", "megapixels_per_s", "peak_rss_mb", "gflops_per_s"):
             assert r[key] > 0, key
         assert "quant" in r and "rel_mad" in r["noise"] and r["iters"] == 3
+        assert r["cpu_probe_ms"]["before"] > 0 and r["cpu_probe_ms"]["after"] > 0
         assert r["torch_imported"] == (r["backend"] == "torch")  # the ORT path never imports torch
 
 
@@ -144,3 +145,16 @@ def test_worker_peak_rss_is_its_own(tmp_path: Path) -> None:
     r = run_job(job)
     assert r["peak_rss_mb"] < 400 and not r["torch_imported"], r["peak_rss_mb"]
     del ballast
+
+
+def test_bench_modules_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import sys, vacc_deploy.bench, vacc_deploy.bench_worker, vacc_deploy.plots, "
+            "vacc_deploy.cli.benchmark_cmd; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO)})
+    assert out.stdout.strip() == "False"

@@ -68,6 +68,15 @@ def latency_stats(times_ms: list[float]) -> dict[str, Any]:
     }
 
 
+def cpu_probe_ms(n: int = 384, repeats: int = 5) -> float:
+    """Median time (ms) of a fixed float32 ``n``×``n`` matrix product: a yardstick of how fast the
+    machine is *right now*. Taken before and after a measurement, it shows load drift on a shared
+    machine, which the within-run ``noise`` cannot: configurations measured minutes apart are only
+    comparable when their probes agree."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    return float(np.median([_timed(lambda: a @ a)[0] for _ in range(repeats)]))
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()

@@ -57,11 +57,13 @@ def _open(job: BenchJob):
 
 def measure_job(job: BenchJob) -> dict[str, Any]:
     """Open the session and measure it (in this process). Returns :func:`bench.measure`'s dict plus
-    ``session_open_ms``, ``torch_imported`` and, with ``job.image``, ``end_to_end``."""
+    ``session_open_ms``, ``cpu_probe_ms`` {before, after} (see :func:`bench.cpu_probe_ms`),
+    ``torch_imported`` and, with ``job.image``, ``end_to_end``."""
     import numpy as np
 
     from vacc_deploy import bench
 
+    probe_before = bench.cpu_probe_ms()
     t0 = time.perf_counter()
     built, session = _open(job)
     open_ms = (time.perf_counter() - t0) * 1e3
@@ -77,6 +79,7 @@ def measure_job(job: BenchJob) -> dict[str, Any]:
         up = Upscaler(session, built.spec, job.overlap)
         result["end_to_end"] = bench.end_to_end(up, rgb, result["latency_ms"]["p50"], min(3, job.iters))
         result["peak_rss_mb"] = bench.peak_rss_mb()
+    result["cpu_probe_ms"] = {"before": probe_before, "after": bench.cpu_probe_ms()}
     result["torch_imported"] = "torch" in sys.modules
     return result
 

@@ -78,7 +78,7 @@ def _job(config: RowConfig, args: argparse.Namespace, backend: str, precision: s
 def _record(backend: str, built, flops: int, measured: dict[str, Any]) -> dict[str, Any]:
     """One SPEC §6 result entry."""
     keep = ("latency_ms", "first_run_ms", "images_per_s", "megapixels_per_s", "peak_rss_mb", "noise", "iters",
-            "warmup", "session_open_ms", "output_shape", "torch_imported")
+            "warmup", "session_open_ms", "output_shape", "cpu_probe_ms", "torch_imported")
     rec = {"backend": backend, "precision": built.precision, "quant": built.quant, "weights": built.label}
     rec.update({k: measured[k] for k in keep if k in measured})
     rec["flops"] = flops
@@ -111,20 +111,26 @@ def benchmark(config: RowConfig, args: argparse.Namespace) -> dict[str, Any]:
     return doc
 
 
+def _probe(r: dict[str, Any]) -> str:
+    p = r.get("cpu_probe_ms")
+    return f"{p['before']:.0f}/{p['after']:.0f}" if p else "-"
+
+
 def print_table(doc: dict[str, Any]) -> None:
     shape = "x".join(str(d) for d in doc["input_shape"])
     print(f"{doc['row']} at {shape}, {doc['iters']} timed runs after {doc['warmup']} warm-up, "
           f"{doc['threads']} threads")
     head = (f"{'backend':<12} {'prec':<5} {'quant':<13} {'p50 ms':>9} {'p90 ms':>9} {'mean ms':>9} {'noise':>6} "
-            f"{'first ms':>9} {'img/s':>8} {'MP/s':>7} {'RSS MB':>7} {'GFLOP/s':>8}")
+            f"{'first ms':>9} {'img/s':>8} {'MP/s':>7} {'RSS MB':>7} {'GFLOP/s':>8} {'probe ms':>9}")
     print(head)
     print("-" * len(head))
+    print("noise: relative MAD of the timed runs; probe ms: a fixed matmul before/after (machine load drift)")
     for r in doc["results"]:
         lat = r["latency_ms"]
         print(f"{r['backend']:<12} {r['precision']:<5} {r['quant'] or '-':<13} {lat['p50']:>9.2f} {lat['p90']:>9.2f} "
               f"{lat['mean']:>9.2f} {r['noise']['rel_mad']:>6.1%} {r['first_run_ms']:>9.1f} "
               f"{r['images_per_s']:>8.2f} {r['megapixels_per_s']:>7.3f} {r['peak_rss_mb']:>7.0f} "
-              f"{r['gflops_per_s']:>8.1f}")
+              f"{r['gflops_per_s']:>8.1f} {_probe(r):>9}")
     for e in doc.get("end_to_end", {}).get("results", []):
         over = "-" if e["tiling_overhead"] is None else f"{e['tiling_overhead']:.2f}x"
         print(f"end-to-end {e['backend']}/{e['precision']}{'/' + e['quant'] if e['quant'] else ''}: "
