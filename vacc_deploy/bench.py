@@ -72,7 +72,10 @@ def cpu_probe_ms(n: int = 384, repeats: int = 5) -> float:
     """Median time (ms) of a fixed float32 ``n``×``n`` matrix product: a yardstick of how fast the
     machine is *right now*. Taken before and after a measurement, it shows load drift on a shared
     machine, which the within-run ``noise`` cannot: configurations measured minutes apart are only
-    comparable when their probes agree."""
+    comparable when their probes agree. It uses numpy's BLAS threads, so it also shows a core
+    taken by another process: on the 2-core development box it reads ~1 ms idle and ~24 ms (one
+    scheduler time slice) when a thread waits for a busy core, the same straggler wait that slows
+    a multi-threaded model run."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     return float(np.median([_timed(lambda: a @ a)[0] for _ in range(repeats)]))
 
