@@ -126,10 +126,26 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
+def _cpu_info() -> dict[str, Any]:
+    """CPU model name and the SIMD flags that decide int8/fp16 speed (Linux ``/proc/cpuinfo``; empty
+    elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "f16c", "avx512_fp16")
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name", ""), "cpu_flags": [f for f in wanted if f in flags]}
+
+
 def machine() -> dict[str, Any]:
-    """A short description of this machine (for benchmark and manifest records)."""
+    """A short description of this machine (for benchmark and manifest records): platform,
+    processor, logical CPU count and, on Linux, the CPU model and its relevant SIMD flags."""
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        **_cpu_info(),
     }

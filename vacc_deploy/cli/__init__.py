@@ -14,7 +14,9 @@ import traceback
 from types import ModuleType
 
 from vacc_deploy import __version__
-from vacc_deploy.cli import build_cmd, calib_cmd, eval_cmd, export_cmd, models_cmd, pipeline_cmd, report_cmd, run_cmd
+from vacc_deploy.cli import (
+    benchmark_cmd, build_cmd, calib_cmd, eval_cmd, export_cmd, models_cmd, pipeline_cmd, report_cmd, run_cmd,
+)
 from vacc_deploy.errors import VaccError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -24,6 +26,7 @@ COMMANDS: dict[str, ModuleType] = {
     "build": build_cmd,
     "run": run_cmd,
     "eval": eval_cmd,
+    "benchmark": benchmark_cmd,
     "pipeline": pipeline_cmd,
     "report": report_cmd,
 }

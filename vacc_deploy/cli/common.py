@@ -72,15 +72,17 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None
     add_calib_args(parser)
 
 
-def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] = ("onnxruntime", "torch"),
+def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] | None = ("onnxruntime", "torch"),
                    multi: bool = False) -> None:
-    """Arguments that name the model a command runs: weights, shape, backend, build options."""
+    """Arguments that name the model a command runs: weights, shape, backend, build options.
+    ``backends=None`` leaves out ``--backend`` (a command that takes its own list, e.g. benchmark)."""
     add_build_args(parser, multi)
     add_weights(parser)
     add_shape(parser)
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset of the export")
-    parser.add_argument("--backend", default="onnxruntime", choices=backends,
-                        help="onnxruntime (fixed-shape model, tiled) or torch (reference, whole image)")
+    if backends is not None:
+        parser.add_argument("--backend", default="onnxruntime", choices=backends,
+                            help="onnxruntime (fixed-shape model, tiled) or torch (reference, whole image)")
     parser.add_argument("--overlap", type=int, default=None, metavar="PX",
                         help="tile overlap in input pixels (default 16)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")

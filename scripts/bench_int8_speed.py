@@ -1,0 +1,115 @@
+"""Acceptance check: the int8 ONNX model of lesrcnn_x2 at 1x3x128x128 is at least 2x faster than fp32
+on ONNX Runtime (median of --iters timed runs after --warmup warm-up runs, each in a fresh process).
+
+Builds both through the pipeline (official weights, int8 calibrated on RealSRSet), prints the
+ratio fp32 p50 / int8 p50 (measured in fresh processes one after the other, and interleaved in
+one process, which the pass/fail uses: on a shared machine load drifts between measurements), and
+the operator counts of ORT's optimized int8 graph (which QDQ groups
+were fused into QLinearConv and which stayed as DequantizeLinear → float op → QuantizeLinear), and
+exits 1 when the ratio is below --min-ratio.
+
+    PYTHONPATH=. python scripts/bench_int8_speed.py [--weights PATH] [--calib-images DIR] [--num 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SHARED = REPO.parent / "shared" / "data"
+
+
+def optimized_op_counts(onnx_path: Path, threads: int | None = None) -> dict[str, int]:
+    """Operator counts of the graph ONNX Runtime actually runs (after its graph optimisations)."""
+    import onnx
+    import onnxruntime as ort
+
+    from vacc_deploy.backends.ort import session_options
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = session_options(threads)
+        opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        model = onnx.load(opts.optimized_model_filepath)
+    return dict(collections.Counter(n.op_type for n in model.graph.node).most_common())
+
+
+def interleaved_p50(paths: list[Path], x_shape: tuple[int, ...], iters: int, warmup: int,
+                    threads: int | None = None) -> list[float]:
+    """p50 (ms) of each model when their runs alternate (A, B, A, B, ...) in one process: load drift
+    on a shared machine then hits every model alike, so their ratio is fairer than that of
+    measurements taken one after the other."""
+    import time
+
+    import numpy as np
+
+    from vacc_deploy.backends.ort import OrtSession
+
+    sessions = [OrtSession(p, threads) for p in paths]
+    x = np.random.default_rng(0).random(x_shape, dtype=np.float32)
+    for s in sessions:
+        for _ in range(1 + warmup):
+            s.run(x)
+    times: list[list[float]] = [[] for _ in sessions]
+    for _ in range(iters):
+        for s, t in zip(sessions, times):
+            t0 = time.perf_counter()
+            s.run(x)
+            t.append((time.perf_counter() - t0) * 1e3)
+    return [float(np.median(t)) for t in times]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vacc_deploy.bench_worker import BenchJob, run_job
+    from vacc_deploy.build import BuildOptions
+    from vacc_deploy.config import load_row
+    from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=str(SHARED / "weights" / "lesrcnn_x2.pth"))
+    p.add_argument("--calib-images", type=Path, default=SHARED / "images" / "RealSRSet")
+    p.add_argument("--num", type=int, default=8)
+    p.add_argument("--quant", default=None, help="int8 method (default: the row's)")
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
+                   help="7-bit int8 weights (auto: on for x86 CPUs without VNNI)")
+    p.add_argument("--min-ratio", type=float, default=2.0)
+    p.add_argument("--workdir", type=Path, default=None)
+    args = p.parse_args(argv)
+
+    config = load_row("lesrcnn_x2")
+    build = BuildOptions(reduce_range=args.reduce_range)
+    req = ModelRequest(weights=args.weights, shape=(1, 3, 128, 128), build=build,
+                       calib=CalibRequest(images=args.calib_images, num=args.num))
+    p50, paths = {}, {}
+    for precision in ("fp32", "int8"):
+        built = build_stage(config, req.with_precision(precision, args.quant if precision == "int8" else None),
+                            args.workdir)
+        job = BenchJob(backend="onnxruntime", row="lesrcnn_x2", input_shape=built.input_shape,
+                       spec_json=built.spec.to_json(), onnx_path=str(built.onnx_path), threads=args.threads,
+                       iters=args.iters, warmup=args.warmup)
+        r = run_job(job)
+        p50[precision], paths[precision] = r["latency_ms"]["p50"], built.onnx_path
+        print(f"{precision} ({built.quant or '-'}): p50 {p50[precision]:.2f} ms, p90 {r['latency_ms']['p90']:.2f} ms, "
+              f"noise (rel. MAD) {r['noise']['rel_mad']:.1%}  [{built.onnx_path}]")
+        if precision == "int8":
+            print("ORT optimized int8 graph ops:", optimized_op_counts(built.onnx_path, args.threads))
+    print(f"separate processes, one after the other: int8 speed-up {p50['fp32'] / p50['int8']:.2f}x")
+    a, b = interleaved_p50([paths["fp32"], paths["int8"]], (1, 3, 128, 128), args.iters, args.warmup, args.threads)
+    ratio = a / b
+    ok = ratio >= args.min_ratio
+    print(f"interleaved in one process: fp32 p50 {a:.2f} ms, int8 p50 {b:.2f} ms")
+    print(f"int8 speed-up over fp32 (interleaved p50): {ratio:.2f}x -> {'PASS' if ok else 'FAIL'} "
+          f"(need >= {args.min_ratio}x)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

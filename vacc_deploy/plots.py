@@ -1,0 +1,46 @@
+"""Plots for reports (matplotlib, Agg backend: no display needed). Torch-free. Files are written
+atomically (a temporary file in the same folder, then ``os.replace``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _label(r: dict[str, Any]) -> str:
+    quant = f"\n{r['quant']}" if r.get("quant") else ""
+    return f"{r['backend']}\n{r['precision']}{quant}"
+
+
+def bar_images_per_s(results: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Bar plot of ``images_per_s`` per backend / precision (/ int8 method), one bar per result of a
+    benchmark document (SPEC §6 ``results``). Writes a PNG to ``path`` atomically; returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(results) + 1.5), 3.6))
+    try:
+        values = [float(r["images_per_s"]) for r in results]
+        bars = ax.bar(range(len(results)), values, color="#4c72b0")
+        ax.set_xticks(range(len(results)), [_label(r) for r in results], fontsize=8)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax.set_ylabel("images/s (higher is better)")
+        ax.set_title(title or "throughput")
+        fig.tight_layout()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format="png", dpi=100)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        plt.close(fig)
+    return path
