@@ -3,7 +3,6 @@ bad inputs; an interrupted build leaves nothing half-written and a rerun complet
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -22,7 +22,7 @@ import onnx
 
 from vacc_deploy import artifacts
 from vacc_deploy.calibset import CalibSet, CalibSource
-from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.errors import UsageError
 from vacc_deploy.spec import ModelSpec
 
 log = logging.getLogger(__name__)

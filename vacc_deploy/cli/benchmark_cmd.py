@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-import sys
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
 from vacc_deploy.config import RowConfig, load_row
@@ -56,59 +51,15 @@ def configurations(config: RowConfig, backends: str, precisions: str, quant: str
     return out
 
 
-def _job(config: RowConfig, args: argparse.Namespace, backend: str, precision: str, method: str | None):
-    """Build (or reuse) the model of one configuration; returns (BenchJob, BuiltModel, flops)."""
-    from vacc_deploy.bench import model_flops
-    from vacc_deploy.bench_worker import BenchJob
-    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
-    from vacc_deploy.pipeline import build_stage
-
-    base = dataclasses.replace(request_from_args(args), backend=backend)
-    built = build_stage(config, base.with_precision(precision, method), args.workdir)
-    onnx_model = built if backend != "torch" else build_stage(
-        config, dataclasses.replace(base, backend="onnxruntime").with_precision("fp32"), args.workdir)
-    job = BenchJob(backend=backend, row=args.row, input_shape=tuple(onnx_model.input_shape),
-                   spec_json=built.spec.to_json(), onnx_path=str(built.onnx_path) if built.onnx_path else None,
-                   weights=built.weights, threads=args.threads, iters=args.iters, warmup=args.warmup,
-                   image=str(args.image) if args.image else None,
-                   overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap)
-    return job, built, model_flops(onnx_model.onnx_path)
-
-
-def _record(backend: str, built, flops: int, measured: dict[str, Any]) -> dict[str, Any]:
-    """One SPEC §6 result entry."""
-    keep = ("latency_ms", "first_run_ms", "images_per_s", "megapixels_per_s", "peak_rss_mb", "noise", "iters",
-            "warmup", "session_open_ms", "output_shape", "cpu_probe_ms", "torch_imported")
-    rec = {"backend": backend, "precision": built.precision, "quant": built.quant, "weights": built.label}
-    rec.update({k: measured[k] for k in keep if k in measured})
-    rec["flops"] = flops
-    rec["gflops_per_s"] = flops / (measured["latency_ms"]["p50"] / 1e3) / 1e9
-    return rec
-
-
 def benchmark(config: RowConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every configuration, each in a fresh worker process. Returns the SPEC §6 document."""
-    from vacc_deploy import artifacts
-    from vacc_deploy.bench_worker import run_job
+    """Measure every configuration the arguments name (see :func:`vacc_deploy.bench_run.benchmark_row`)."""
+    from vacc_deploy.bench_run import benchmark_row
+    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
 
     triples = configurations(config, args.backends, args.precisions, args.quant)
-    results, e2e, shape = [], [], None
-    for backend, precision, method in tqdm(triples, desc=f"benchmark {config.name}", unit="cfg", file=sys.stderr):
-        job, built, flops = _job(config, args, backend, precision, method)
-        measured = run_job(job)
-        shape = list(job.input_shape)
-        results.append(_record(backend, built, flops, measured))
-        if "end_to_end" in measured:
-            e2e.append({"backend": backend, "precision": built.precision, "quant": built.quant,
-                        **measured["end_to_end"]})
-    doc: dict[str, Any] = {
-        "row": config.name, "input_shape": shape, "machine": artifacts.machine(),
-        "versions": artifacts.tool_versions(), "threads": args.threads or os.cpu_count(),
-        "iters": args.iters, "warmup": args.warmup, "results": results,
-    }
-    if args.image:
-        doc["end_to_end"] = {"image": str(args.image), "results": e2e}
-    return doc
+    return benchmark_row(config, request_from_args(args), triples, workdir=args.workdir, iters=args.iters,
+                         warmup=args.warmup, threads=args.threads, image=args.image,
+                         overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap, row_ref=args.row)
 
 
 def _probe(r: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from vacc_deploy import artifacts
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import WeightsError
-from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_onnx, calib_stage, export_stage
+from vacc_deploy.pipeline import ModelRequest, build_onnx, calib_stage, export_stage
 from vacc_deploy.pipeline.cache import StageRecord, cached_json, timed
 from vacc_deploy.spec import ModelSpec
 
