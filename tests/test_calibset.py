@@ -69,7 +69,7 @@ def test_empty_and_missing_folders(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images"):
         _make(tmp_path / "empty", tmp_path)
-    with pytest.raises(DatasetError, match="no such folder"):
+    with pytest.raises(DatasetError, match="no such file or folder"):
         _make(tmp_path / "missing", tmp_path)
 
 

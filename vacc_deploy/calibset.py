@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from vacc_deploy import artifacts
 from vacc_deploy.errors import DatasetError, ImageError, UsageError
-from vacc_deploy.imaging.datasets import list_images
+from vacc_deploy.imaging.datasets import images_at
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.processing import to_network
 from vacc_deploy.spec import ModelSpec
@@ -136,15 +136,6 @@ def _folder_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def _sources(images: Path) -> list[Path]:
-    if not images.exists():
-        raise DatasetError(f"--calib-images {images}: no such folder")
-    paths = list_images(images)
-    if not paths:
-        raise DatasetError(f"--calib-images {images}: no images in this folder")
-    return paths
-
-
 def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[int, ...], *, num: int = 50,
                          seed: int = 0, mode: str = "crop", degrade: str = "none",
                          workdir: Path | None = None) -> CalibSet:
@@ -157,7 +148,7 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
     """
     if mode not in MODES or degrade not in DEGRADATIONS or num < 1:
         raise UsageError(f"calibration: mode must be one of {MODES}, degrade one of {DEGRADATIONS}, num >= 1")
-    paths = _sources(Path(images))
+    paths = images_at(images, "--calib-images")
     hw = (int(shape[2]), int(shape[3]))
     if mode == "resize" and len(paths) < num:
         log.warning("only %d images in %s for --num %d: using all of them", len(paths), images, num)

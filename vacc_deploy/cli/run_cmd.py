@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from vacc_deploy.cli.common import add_model_args, add_row, upscaler_from_args
 from vacc_deploy.config import load_row
-from vacc_deploy.errors import DatasetError, VaccError
+from vacc_deploy.errors import VaccError
+from vacc_deploy.imaging.datasets import images_at
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,25 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_args(parser)
 
 
-def _inputs(path: Path) -> list[Path]:
-    from vacc_deploy.imaging.datasets import list_images
-
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        raise DatasetError(f"--input {path}: no such file or folder")
-    images = list_images(path)
-    if not images:
-        raise DatasetError(f"--input {path}: no images in this folder")
-    return images
-
-
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy.imaging.io import read_image, write_image
     from vacc_deploy.infer import upscale_image
 
     config = load_row(args.row)
-    files = _inputs(args.input)
+    files = images_at(args.input, "--input")
     upscaler, built = upscaler_from_args(config, args)
     print(f"{config.name}: {args.backend}, weights {built.label}", file=sys.stderr)
     failures: list[str] = []

@@ -46,6 +46,23 @@ def list_images(folder: str | Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_EXTS)
 
 
+def images_at(path: str | Path, what: str) -> list[Path]:
+    """The images a user pointed at: ``path`` itself when it is a file, else the folder's images.
+
+    Raises DatasetError naming the option (``what``, e.g. ``--input``) when the path does not exist
+    or the folder holds no images.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise DatasetError(f"{what} {path}: no such file or folder")
+    images = list_images(path)
+    if not images:
+        raise DatasetError(f"{what} {path}: no images in this folder")
+    return images
+
+
 def _srf_pairs(folder: Path, scale: int) -> list[Pair]:
     pairs = []
     for hr in list_images(folder):
