@@ -5,7 +5,8 @@ Usage: ``python scripts/render_html.py REPORT.html OUT.png [--width 1400]``
 
 Exit codes: 0 rendered and clean; 1 a console error, an uncaught exception, a resource that failed
 to load or an image that did not load (each is listed), or Chromium failed; 2 bad arguments or no
-``/usr/bin/chromium`` (install it with ``apt-get install -y chromium``). Installs nothing itself.
+``/usr/bin/chromium``; when it is missing and the script runs as root on Debian, it installs Debian's
+``chromium`` package with apt-get (``--no-install`` turns that off).
 
 Method (two headless Chromium runs on a temporary copy of the page, no DevTools connection):
 
@@ -24,9 +25,11 @@ Method (two headless Chromium runs on a temporary copy of the page, no DevTools 
 from __future__ import annotations
 
 import argparse
+import os
 import html
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,6 +116,20 @@ def render(page_path: Path, out: Path, width: int, max_height: int, timeout: flo
         return [err] if err else []
 
 
+def ensure_chromium() -> bool:
+    """Install Debian's chromium when it is missing and we are root with apt-get; True if present."""
+    if CHROMIUM.exists():
+        return True
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    print("render_html: installing Debian's chromium (apt-get)", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            return False
+    return CHROMIUM.exists()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("html", type=Path, help="the HTML page")
@@ -120,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=1400, help="viewport width in px (default 1400)")
     ap.add_argument("--max-height", type=int, default=16000, help="longest screenshot in px (default 16000)")
     ap.add_argument("--timeout", type=float, default=90.0, help="seconds per Chromium run (default 90)")
+    ap.add_argument("--no-install", action="store_true", help="do not install chromium when it is missing")
     args = ap.parse_args(argv)
-    if not CHROMIUM.exists():
+    if not (CHROMIUM.exists() if args.no_install else ensure_chromium()):
         print(f"render_html: {CHROMIUM} not found; install it with `apt-get install -y chromium`", file=sys.stderr)
         return 2
     if not args.html.is_file():

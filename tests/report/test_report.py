@@ -116,7 +116,7 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
 
 
 def _render(page: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RENDER), str(page), str(out), "--width", "1200"],
+    return subprocess.run([sys.executable, str(RENDER), str(page), str(out), "--width", "1200", "--no-install"],
                           capture_output=True, text=True, timeout=240)
 
 
