@@ -88,8 +88,11 @@ def weights_identity(config: RowConfig, weights: str | Path | None) -> tuple[str
         syn = config.weights.synthetic
         return f"synthetic-v1 (seed_base {syn.seed_base}, std_factor {syn.std_factor})", None, "synthetic"
     path = resolve_weights(config, weights)
-    kind = "official" if weights in (None, "official") else "file"
-    return f"{kind}:{path.name}", sha256_file(path), path
+    digest = sha256_file(path)
+    official = config.weights.official
+    is_official = official is not None and official.sha256 is not None and digest.startswith(official.sha256)
+    kind = "official" if weights in (None, "official") or is_official else "file"
+    return f"{kind}:{path.name}", digest, path
 
 
 def ort_output(model: onnx.ModelProto, path: Path, x: np.ndarray) -> np.ndarray:

@@ -56,7 +56,10 @@ def _provenance(config: RowConfig, weights: str | None) -> tuple[str | None, str
     if weights == "synthetic":
         return "synthetic", "synthetic", ["SYNTHETIC WEIGHTS: accuracy numbers are meaningless"]
     if weights not in (None, "official"):
-        return weights, "file", []
+        from vacc_deploy.export import weights_identity
+
+        label, _, _ = weights_identity(config, weights)
+        return weights, label.split(":")[0], []
     try:
         resolve_weights(config, None)
         return None, "official", []
@@ -174,10 +177,13 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
     data = ReportData(
         row=config.name, description=config.description, weights=exported.weights, provenance=ctx["provenance"],
         scale=exported.spec["scale"], input_shape=list(exported.input_shape), output_shape=list(exported.output_shape),
-        flops_g=ctx.get("flops", 0) / 1e9 or None, eval=ctx["eval"], benchmark=ctx.get("bench"),
+        flops_g=ctx.get("flops", 0) / 1e9 or None, params_m=_params(exported.onnx_path) / 1e6,
+        eval=ctx["eval"], benchmark=ctx.get("bench"),
         crops=_crops(ctx["eval"], ctx["cands"], ctx["dataset"], folder / "assets"), builds=builds,
         manifest={"key": key, "versions": artifacts.tool_versions(), "machine": artifacts.machine(),
-                  "hashes": {"onnx_fp32": exported.onnx_path.name, "weights_sha256": exported.weights_sha256}},
+                  "hashes": {"onnx_fp32_sha256": artifacts.file_digest(exported.onnx_path),
+                             "weights_sha256": exported.weights_sha256 or exported.weights},
+                  "export": str(exported.onnx_path.parent)},
         stages=[StageInfo(r.stage, r.status, r.seconds) for r in ctx["records"]], notes=ctx["notes"])
     write_report(data, folder)
     return folder, False
@@ -225,6 +231,16 @@ def _calibrate(config: RowConfig, req: ModelRequest, exported, needed: bool, wor
         return None, True
     calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, workdir)
     return calib, calib.cached
+
+
+def _params(onnx_path: Path) -> int:
+    """Number of weights in the fp32 ONNX model (float initializers)."""
+    import math
+
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
 
 
 def _flops(exported) -> int:
