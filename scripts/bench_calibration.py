@@ -4,8 +4,8 @@ stock ``quantize_static`` on the same model and calibration samples.
 Usage: python scripts/bench_calibration.py ROW --num N [--method percentile] [--weights W]
            [--images DIR] [--shape 1xCxHxW] [--stock-limit-gb 16] [--no-stock] [--workdir DIR]
 
-Each measurement runs in a fresh subprocess; peak RSS is that process's maximum resident set size
-(``getrusage(RUSAGE_SELF)`` at its end). The stock run gets an address-space limit (``--stock-limit-gb``)
+Each measurement runs in a fresh subprocess; peak RSS is that process's own high-water mark
+(``VmHWM``; ``ru_maxrss`` would carry the parent's peak across exec). The stock run gets an address-space limit (``--stock-limit-gb``)
 so that running out of memory fails that run instead of the machine; a failure is reported.
 """
 
@@ -53,8 +53,9 @@ def _worker(kind: str, onnx_path: Path, calib_folder: Path, spec: dict, method: 
         limit = int(limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         _stock(onnx_path, source, method)
-    return {"seconds": time.perf_counter() - t0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    from vacc_deploy.bench import peak_rss_mb
+
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
 
 
 def _stock(onnx_path: Path, source, method: str) -> None:
@@ -83,7 +84,7 @@ def _measure(kind: str, onnx_path: Path, calib: Path, spec: dict, args: argparse
         out.update(json.loads(res.stdout.strip().splitlines()[-1]))
     else:
         last = (res.stderr.strip().splitlines() or ["?"])[-1]
-        out["error"] = "out of memory (limit %.0f GB)" % args.stock_limit_gb if "MemoryError" in res.stderr or "bad_alloc" in res.stderr else last[:200]
+        out["error"] = f"failed under the {args.stock_limit_gb:.0f} GB address-space limit: {last[:160]}"
     return out
 
 
