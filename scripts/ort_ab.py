@@ -1,0 +1,61 @@
+"""Interleaved A/B timing of ONNX Runtime session options on one ONNX model (the table of
+docs/ort_tuning.md): variants run in turn (A, B, C, A, B, C, ...) so load drift hits each alike;
+prints each variant's median latency and its ratio to the first (the current defaults).
+
+Usage: python scripts/ort_ab.py MODEL.onnx [--rounds 20] [--warmup 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from vacc_deploy.backends.ort import _is_quantized, needs_accurate_int8, session_options
+
+
+def _variants(accurate: bool) -> dict[str, ort.SessionOptions]:
+    base = session_options(None, accurate)
+    spin = session_options(None, accurate)
+    spin.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    one = session_options(1, accurate)
+    ext = session_options(None, accurate)
+    ext.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ext.enable_mem_pattern = False
+    return {"defaults (no spinning, all cores)": base, "spinning on": spin, "1 intra-op thread": one,
+            "EXTENDED optimisation, no mem pattern": ext}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    accurate = _is_quantized(args.model) and needs_accurate_int8()
+    sessions = {k: ort.InferenceSession(str(args.model), o, providers=["CPUExecutionProvider"])
+                for k, o in _variants(accurate).items()}
+    inp = next(iter(sessions.values())).get_inputs()[0]
+    x = np.random.default_rng(0).random(inp.shape, dtype=np.float32)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for r in range(args.warmup + args.rounds):
+        for name, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, {inp.name: x})
+            if r >= args.warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    ref = statistics.median(next(iter(times.values())))
+    print(f"{args.model} ({'int8, exact kernels' if accurate else 'as is'}), {args.rounds} interleaved rounds")
+    for name, ts in times.items():
+        p50 = statistics.median(ts)
+        print(f"{name:<40} p50 {p50:9.2f} ms   x{p50 / ref:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
