@@ -123,3 +123,14 @@ def test_interrupted_build_leaves_nothing_and_rerun_completes(env, monkeypatch) 
 def test_conv_indices_follow_graph_order(env) -> None:
     names = conv_nodes(onnx.load(str(env[2].onnx_path)))
     assert names[0] == "/sub_mean/shifter/Conv" and names[-1] == "/add_mean/shifter/Conv"
+
+
+def test_weight_width_decides_the_int8_kernels(env) -> None:
+    """8-bit weights need ORT's exact int8 kernels on CPUs without VNNI; 7-bit builds do not."""
+    from vacc_deploy.backends.ort import int8_8bit_weights
+
+    eight = _build(env, precision="int8", quant="max", reduce_range="off")
+    seven = _build(env, precision="int8", quant="max", reduce_range="on")
+    assert int8_8bit_weights(eight.model_path) and not int8_8bit_weights(seven.model_path)
+    assert not int8_8bit_weights(env[2].onnx_path)  # the fp32 export
+    assert seven.manifest["settings"]["reduce_range"] is True

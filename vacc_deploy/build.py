@@ -28,7 +28,7 @@ from vacc_deploy.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-BUILD_FORMAT = 2
+BUILD_FORMAT = 3
 RANGES_FORMAT = 2  # bump when a calibration method's rule changes
 
 
@@ -182,10 +182,22 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
     t0 = time.perf_counter()
     quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
                   nodes_to_exclude=names, reduce_range=reduce_range)
+    _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)
     artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.items()})
     return {"calibration": {**info, "n_skipped_images": calib.manifest.get("n_skipped", 0)},
             "float_layers": names, "float_layer_indices": indices,
             "timings": {"calibration_s": info["seconds"], "quantize_s": time.perf_counter() - t0}}
+
+
+def _tag_weight_bits(path: Path, bits: int) -> None:
+    """Record the int8 weight width in the model's metadata (``vacc_deploy.int8_weight_bits``):
+    sessions use ONNX Runtime's exact int8 kernels only for 8-bit weights (7-bit weights cannot
+    overflow the fast kernels' int16 sums)."""
+    from vacc_deploy.backends.ort import WEIGHT_BITS_KEY
+
+    model = onnx.load(str(path))
+    model.metadata_props.add(key=WEIGHT_BITS_KEY, value=str(bits))
+    onnx.save(model, str(path))
 
 
 def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, row: str,

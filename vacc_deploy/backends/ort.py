@@ -53,10 +53,18 @@ def session_options(threads: int | None = None, accurate_int8: bool = False):
     return opts
 
 
-def _is_quantized(path: Path) -> bool:
+WEIGHT_BITS_KEY = "vacc_deploy.int8_weight_bits"
+
+
+def int8_8bit_weights(path: Path) -> bool:
+    """True for an int8 model whose weights use the full 8 bits (those can overflow ORT's fast
+    u8s8 kernels on CPUs without VNNI); False for fp32/fp16 and for 7-bit (reduce_range) builds."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get(WEIGHT_BITS_KEY) == "7":
+        return False
     return any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in model.graph.node)
 
 
@@ -75,7 +83,7 @@ class OrtSession:
 
         self.path = Path(path)
         try:
-            accurate = _is_quantized(self.path) and needs_accurate_int8()
+            accurate = int8_8bit_weights(self.path) and needs_accurate_int8()
             self._sess = ort.InferenceSession(
                 str(self.path), session_options(threads, accurate), providers=["CPUExecutionProvider"]
             )
