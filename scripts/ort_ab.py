@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from vacc_deploy.backends.ort import int8_8bit_weights, needs_accurate_int8, session_options
+from vacc_deploy.backends.ort import int8_8bit_weights, session_options
+from vacc_deploy.artifacts import x86_without_vnni
 
 
 def _variants(accurate: bool) -> dict[str, ort.SessionOptions]:
@@ -37,7 +38,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
-    accurate = int8_8bit_weights(args.model) and needs_accurate_int8()
+    accurate = int8_8bit_weights(args.model) and x86_without_vnni()
     sessions = {k: ort.InferenceSession(str(args.model), o, providers=["CPUExecutionProvider"])
                 for k, o in _variants(accurate).items()}
     inp = next(iter(sessions.values())).get_inputs()[0]

@@ -140,6 +140,17 @@ def _cpu_info() -> dict[str, Any]:
     return {"cpu_model": fields.get("model name", ""), "cpu_flags": [f for f in wanted if f in flags]}
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8); False when unknown."""
+    return any(f in _cpu_info().get("cpu_flags", []) for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def x86_without_vnni() -> bool:
+    """True on x86-64 CPUs without VNNI, where ONNX Runtime's fast u8s8 int8 kernels add pairs of
+    products in int16 with saturation (8-bit weights can overflow them)."""
+    return platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
+
+
 def machine() -> dict[str, Any]:
     """A short description of this machine (for benchmark and manifest records): platform,
     processor, logical CPU count and, on Linux, the CPU model and its relevant SIMD flags."""

@@ -12,7 +12,6 @@ in per-channel or skipped layers reuse them.
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ class BuildOptions:
     image and write the output, see :func:`edge_convs`) stay float, percentile and 7-bit weights
     (``reduce_range``: 7-bit weights; ``auto`` = on for x86-64 CPUs without VNNI. Off by default:
     sessions on such CPUs use ORT's exact u8u8 kernels instead, see
-    :func:`vacc_deploy.backends.ort.needs_accurate_int8`)."""
+    :func:`vacc_deploy.artifacts.x86_without_vnni`)."""
 
     precision: str = "fp32"
     quant: str | None = None
@@ -62,21 +61,12 @@ class BuildResult:
     cached: bool = False
 
 
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has VNNI (AVX512-VNNI or AVX-VNNI); False when unknown."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
 def resolve_reduce_range(choice: str) -> bool:
     """``on``/``off``, or ``auto``: on for x86-64 without VNNI."""
     if choice not in ("auto", "on", "off"):
         raise UsageError(f"--reduce-range {choice}: expected auto, on or off")
     if choice == "auto":
-        return platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
+        return artifacts.x86_without_vnni()
     return choice == "on"
 
 
@@ -113,17 +103,17 @@ def float_layers(model_path: Path, opts: BuildOptions) -> tuple[list[str], list[
     model = onnx.load(str(model_path), load_external_data=False)
     convs = conv_nodes(model)
     edges = edge_convs(model) if opts.float_edges else []
-    names, _ = resolve_skip_layers(model_path, opts.skip_layers)
+    names, _ = resolve_skip_layers(convs, opts.skip_layers)
     names = sorted(set(names) | set(edges), key=convs.index)
     return names, [convs.index(n) for n in names]
 
 
-def resolve_skip_layers(model_path: Path, skips: tuple[str, ...]) -> tuple[list[str], list[int]]:
-    """Map ``--skip-layers`` items (Conv node names or 0-based Conv indices) to (names, indices).
+def resolve_skip_layers(convs: list[str], skips: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """Map ``--skip-layers`` items (Conv node names or 0-based Conv indices) to (names, indices),
+    given the model's Conv node names in graph order (:func:`conv_nodes`).
 
     Raises UsageError naming an unknown layer and listing how to find the names.
     """
-    convs = conv_nodes(onnx.load(str(model_path), load_external_data=False))
     names, indices = [], []
     for item in skips:
         if item.isdigit() and int(item) < len(convs):

@@ -12,25 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from vacc_deploy.artifacts import x86_without_vnni
 from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
-
-
-def needs_accurate_int8() -> bool:
-    """True on x86-64 CPUs without VNNI, where ONNX Runtime's fast u8s8 int8 kernels can saturate
-    (int16 pair sums); there the session uses ORT's exact u8u8 kernels instead."""
-    from vacc_deploy.build import cpu_has_vnni
-
-    import platform
-
-    return platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
 
 
 def session_options(threads: int | None = None, accurate_int8: bool = False):
     """ORT options tuned for these models: full graph optimisation, memory pattern on, sequential
     execution, ``threads`` intra-op threads (default: all cores), no spin-waiting of idle threads.
     ``accurate_int8`` sets ``session.x64quantprecision`` (exact int8 arithmetic on AVX2-only CPUs;
-    see :func:`needs_accurate_int8`).
+    see :func:`vacc_deploy.artifacts.x86_without_vnni`).
 
     Spinning off: the kernels of these convolutional models run for milliseconds, so waking a
     sleeping thread costs nothing measurable, while spinning threads compete with the working ones
@@ -83,7 +74,7 @@ class OrtSession:
 
         self.path = Path(path)
         try:
-            accurate = int8_8bit_weights(self.path) and needs_accurate_int8()
+            accurate = int8_8bit_weights(self.path) and x86_without_vnni()
             self._sess = ort.InferenceSession(
                 str(self.path), session_options(threads, accurate), providers=["CPUExecutionProvider"]
             )
