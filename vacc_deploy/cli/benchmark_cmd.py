@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
+from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
 from vacc_deploy.config import RowConfig, load_row
 from vacc_deploy.errors import UsageError
 
@@ -31,23 +31,19 @@ def configurations(config: RowConfig, backends: str, precisions: str, quant: str
                    ) -> list[tuple[str, str, str | None]]:
     """(backend, precision, int8 method) triples to measure. torch runs fp32 only (whatever
     ``precisions`` says); int8 is measured once per calibration method."""
-    names = [b.strip() for b in backends.split(",") if b.strip()]
+    from vacc_deploy.pipeline import variants
+
+    names = split_list(backends)
     bad = [b for b in names if b not in BENCH_BACKENDS]
     if bad or not names:
         raise UsageError(f"--backends: unknown backend '{bad[0] if bad else ''}' (expected {', '.join(BENCH_BACKENDS)})")
-    wanted = [p.strip() for p in precisions.split(",") if p.strip()]
-    badp = [p for p in wanted if p not in ("fp32", "fp16", "int8")]
-    if badp or not wanted:
-        raise UsageError(f"--precisions: unknown precision '{badp[0] if badp else ''}' (expected fp32, fp16, int8)")
-    methods = [m.strip() for m in (quant or config.quant.method).split(",") if m.strip()]
+    wanted = split_list(precisions)
+    if not wanted:
+        raise UsageError("--precisions: unknown precision '' (expected fp32, fp16, int8)")
+    builds = variants(config, wanted, split_list(quant), with_fp32=False)
     out: list[tuple[str, str, str | None]] = []
     for backend in names:
-        if backend == "torch":
-            out.append(("torch", "fp32", None))
-            continue
-        for p in ("fp32", "fp16", "int8"):
-            if p in wanted:
-                out += [(backend, p, m) for m in methods] if p == "int8" else [(backend, p, None)]
+        out += [("torch", "fp32", None)] if backend == "torch" else [(backend, p, m) for p, m in builds]
     return out
 
 

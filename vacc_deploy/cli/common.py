@@ -8,6 +8,11 @@ from pathlib import Path
 from vacc_deploy.config import RowConfig, load_row, parse_shape
 
 
+def split_list(text: str | None) -> tuple[str, ...]:
+    """Items of a comma-separated option (``fp32,int8``), blanks dropped; () for None/empty."""
+    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+
+
 def add_row(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("row", metavar="ROW", help="a row name (see `vacc-deploy models`) or a path to a row YAML")
 
@@ -95,7 +100,7 @@ def request_from_args(args: argparse.Namespace):
     from vacc_deploy.pipeline import CalibRequest, ModelRequest
 
     shape = parse_shape(args.shape) if args.shape else None
-    skips = tuple(x.strip() for x in args.skip_layers.split(",") if x.strip())
+    skips = split_list(args.skip_layers)
     quant = getattr(args, "quant", None)
     build = BuildOptions(precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
                          per_channel=args.per_channel, skip_layers=skips, float_edges=args.float_edges,

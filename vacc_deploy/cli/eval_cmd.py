@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
+from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
 from vacc_deploy.config import RowConfig, load_row
-from vacc_deploy.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,30 +32,17 @@ def print_table(result: dict) -> None:
               f"{r['ssim']:>7.4f} {r['delta_psnr']:>+7.3f} {r['delta_ssim']:>+8.4f} {r['fidelity_psnr']:>9.2f}")
 
 
-def variants(config: RowConfig, precisions: str, quant: str | None) -> list[tuple[str, str | None]]:
-    """(precision, method) pairs to evaluate; fp32 first (the fidelity reference)."""
-    wanted = [p.strip() for p in precisions.split(",") if p.strip()]
-    bad = [p for p in wanted if p not in ("fp32", "fp16", "int8")]
-    if bad:
-        raise UsageError(f"--precisions: unknown precision '{bad[0]}' (expected fp32, fp16, int8)")
-    methods = [m.strip() for m in (quant or config.quant.method).split(",") if m.strip()]
-    out: list[tuple[str, str | None]] = [("fp32", None)]
-    out += [("fp16", None)] if "fp16" in wanted else []
-    out += [("int8", m) for m in methods] if "int8" in wanted else []
-    return out
-
-
 def candidates(config: RowConfig, args: argparse.Namespace) -> list:
     """Build (or reuse) every requested model and wrap each in a :class:`Candidate`."""
     from vacc_deploy.backends import SessionOptions
     from vacc_deploy.evaluate import Candidate
     from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
-    from vacc_deploy.pipeline import upscaler_for
+    from vacc_deploy.pipeline import upscaler_for, variants
 
     base = request_from_args(args)
     overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     out = []
-    for precision, method in variants(config, args.precisions, args.quant):
+    for precision, method in variants(config, split_list(args.precisions), split_list(args.quant)):
         up, built = upscaler_for(config, base.with_precision(precision, method), args.workdir, overlap=overlap,
                                  options=SessionOptions(threads=args.threads))
         out.append(Candidate(precision, built.quant, args.backend, up, built.input_shape[2:]))

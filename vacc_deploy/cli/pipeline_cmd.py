@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
+from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     config = load_row(args.row)
-    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
-    quants = tuple(q.strip() for q in args.quant.split(",")) if args.quant else None
+    precisions = split_list(args.precisions)
+    quants = split_list(args.quant) or None
     opts = PipelineOptions(request=request_from_args(args), dataset=args.dataset, precisions=precisions,
                            quants=quants, iters=args.iters, warmup=args.warmup, benchmark=not args.no_benchmark,
                            overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap)

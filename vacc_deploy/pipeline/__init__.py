@@ -6,11 +6,12 @@ needs torch must actually run (an export that is not cached, or the torch backen
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vacc_deploy.backends import BuiltModel, SessionOptions, open_session
-from vacc_deploy.build import BuildOptions, BuildResult, build_onnxruntime
+from vacc_deploy.build import PRECISIONS, BuildOptions, BuildResult, build_onnxruntime
 from vacc_deploy.calibset import CalibSet, make_calibration_set
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
@@ -45,6 +46,20 @@ class ModelRequest:
     def with_precision(self, precision: str, quant: str | None = None) -> "ModelRequest":
         """The same request for another precision / calibration method."""
         return dataclasses.replace(self, build=dataclasses.replace(self.build, precision=precision, quant=quant))
+
+
+def variants(config: RowConfig, precisions: Sequence[str], quants: Sequence[str] | None = None, *,
+             with_fp32: bool = True) -> list[tuple[str, str | None]]:
+    """The (precision, int8 method) builds a command asks for, in the order fp32, fp16, int8 (one
+    int8 build per method; default method: the row's). ``with_fp32`` puts fp32 first even when not
+    asked (eval and the pipeline need it as the fidelity reference). Raises UsageError for an
+    unknown precision."""
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise UsageError(f"--precisions: unknown precision '{bad[0]}' (expected {', '.join(PRECISIONS)})")
+    methods = tuple(quants) if quants else (config.quant.method,)
+    wanted = set(precisions) | ({"fp32"} if with_fp32 else set())
+    return [(p, m) for p in PRECISIONS if p in wanted for m in (methods if p == "int8" else (None,))]
 
 
 def export_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> ExportResult:

@@ -16,6 +16,7 @@ from vacc_deploy import artifacts
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import WeightsError
 from vacc_deploy.pipeline import ModelRequest, build_onnx, calib_stage, export_stage
+from vacc_deploy.pipeline import variants as pipeline_variants
 from vacc_deploy.pipeline.cache import StageRecord, cached_json, timed
 from vacc_deploy.spec import ModelSpec
 
@@ -68,14 +69,6 @@ def _provenance(config: RowConfig, weights: str | None) -> tuple[str | None, str
                 f"accuracy numbers are meaningless, speed and plumbing are real")
         log.warning(note)
         return "synthetic", "synthetic", [note]
-
-
-def _variants(config: RowConfig, opts: PipelineOptions) -> list[tuple[str, str | None]]:
-    methods = opts.quants or (config.quant.method,)
-    out: list[tuple[str, str | None]] = [("fp32", None)]
-    out += [("fp16", None)] if "fp16" in opts.precisions else []
-    out += [("int8", m) for m in methods] if "int8" in opts.precisions else []
-    return out
 
 
 def _stage(records: list[StageRecord], bar: tqdm, name: str, fn: Callable[[], tuple[Any, bool]]) -> Any:
@@ -209,7 +202,7 @@ def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None 
         dataset, calib_images = _stage(records, bar, "data", lambda: _data(opts, workdir))
         req = replace(opts.request, weights=weights, calib=replace(opts.request.calib, images=calib_images))
         exported = _stage(records, bar, "export", lambda: (lambda e: (e, e.cached))(export_stage(config, req, workdir)))
-        variants = _variants(config, opts)
+        variants = pipeline_variants(config, opts.precisions, opts.quants)
         int8 = [m for p, m in variants if p == "int8"]
         _stage(records, bar, "calibrate", lambda: _calibrate(config, req, exported, bool(int8), workdir))
         built = _stage(records, bar, "build", lambda: _builds(config, req, variants, workdir))
