@@ -1,0 +1,53 @@
+"""Writing house weights: a trained run's ``checkpoint.pt`` → ``weights/house/<row>.safetensors``
+(fp16, official key layout) + ``<row>.provenance.json``.
+
+The provenance records what made the weights (data, steps, minutes, validation PSNR, the exact
+command, machine, torch version) and, once measured, the Set5 evaluation against MATLAB bicubic.
+The row's YAML then names the file and its sha256 (``weights.house``); see docs/house_weights.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vacc_deploy import artifacts
+from vacc_deploy.config import HOUSE_DIR, RowConfig
+from vacc_deploy.errors import WeightsError
+from vacc_deploy.models import create_model
+from vacc_deploy.training.state import save_fp16_safetensors
+from vacc_deploy.weights import sha256_file
+
+
+def provenance_path(weights_file: Path) -> Path:
+    """``<stem>.provenance.json`` beside a house weights file."""
+    return weights_file.with_name(weights_file.name.removesuffix(".safetensors") + ".provenance.json")
+
+
+def write_house(config: RowConfig, run_dir: Path, command: str, extra: dict[str, Any] | None = None,
+                folder: Path = HOUSE_DIR) -> tuple[Path, str]:
+    """Convert ``run_dir/checkpoint.pt`` to fp16 safetensors in ``folder`` and write its provenance.
+
+    The checkpoint is first loaded strictly into the row's network (so a wrong layout fails here,
+    not at use). Returns (weights file, sha256). Raises WeightsError for a missing/unloadable run.
+    """
+    ckpt, log_file = run_dir / "checkpoint.pt", run_dir / "train_log.json"
+    if not ckpt.is_file() or not log_file.is_file():
+        raise WeightsError(f"{run_dir}: no checkpoint.pt / train_log.json (run scripts/train.py first)")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    create_model(config, state)  # strict load: the official key layout
+    out = folder / f"{config.name}.safetensors"
+    save_fp16_safetensors(out, state, metadata={"row": config.name, "format": "house-v1"})
+    digest = sha256_file(out)
+    log = artifacts.read_json(log_file)
+    best = max((h["val_psnr_y"] for h in log["history"] if h.get("val_psnr_y") is not None), default=None)
+    record = {"row": config.name, "file": out.name, "sha256": digest, "dtype": "float16",
+              "train_command": command or log["options"].get("command", ""), "steps": log["step"], "train_minutes": round(log["elapsed_s"] / 60, 1),
+              "options": log["options"], "validation": {"final_psnr_y": log["history"][-1].get("val_psnr_y"),
+                                                        "best_psnr_y": best, "history": log["history"]},
+              "device": log.get("device"), "torch": log.get("torch"), "machine": log.get("machine"),
+              **(extra or {})}
+    artifacts.atomic_write_json(provenance_path(out), record)
+    return out, digest
