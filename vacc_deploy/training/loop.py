@@ -200,7 +200,8 @@ def _set_lr(run: _Run, lr: float) -> None:
         group["lr"] = lr
 
 
-def _checkpoint(run: _Run, losses: list[float], started: float) -> None:
+def _checkpoint(run: _Run, losses: list[float]) -> None:
+    """Validate, log one history entry and save the run's files."""
     psnr = run.validate()
     entry = {"step": run.step, "minutes": round(run.elapsed_s / 60, 2),
              "loss": round(float(np.mean(losses)), 6) if losses else None,
@@ -233,9 +234,10 @@ def train(opts: TrainOptions) -> TrainResult:
         losses.append(_train_step(run))
         run.elapsed_s += time.monotonic() - t0
         if time.monotonic() - last_val >= opts.val_every_s:
-            _checkpoint(run, losses, started)
+            _checkpoint(run, losses)
             last_val, losses = time.monotonic(), []
-    _checkpoint(run, losses, started)
+    if not run.history or run.history[-1]["step"] != run.step:
+        _checkpoint(run, losses)
     return TrainResult(opts.out / "checkpoint.pt", run.step, run.elapsed_s, run.history, bicubic)
 
 
