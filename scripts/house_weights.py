@@ -2,11 +2,13 @@
 """Turn a training run into house weights, or attach Set5 results to their provenance.
 
     python scripts/house_weights.py ROW --run DIR --command "python scripts/train.py ..."
+    python scripts/house_weights.py ROW --derive-from SOURCE_ROW
     python scripts/house_weights.py ROW --attach-eval EVAL.json --attach-baseline BICUBIC.json
 
 The first form writes ``weights/house/ROW.safetensors`` (fp16, official key layout) and
 ``weights/house/ROW.provenance.json`` and prints the ``weights.house`` entry for the row's YAML.
-The second adds ``vacc-deploy eval --json`` output and ``scripts/bicubic_baseline.py --json`` output
+The second maps SOURCE_ROW's house weights to ROW's keys (EDSR-PyTorch → BasicSR EDSR of the same
+size: the same function). The third adds ``vacc-deploy eval --json`` output and ``scripts/bicubic_baseline.py --json`` output
 to the provenance (``set5``: house vs bicubic). Exit codes: 0 ok, 2 bad arguments, 1 failure.
 """
 
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("row")
     p.add_argument("--run", type=Path, help="training run folder (checkpoint.pt, train_log.json)")
     p.add_argument("--command", default="", help="the exact training command (recorded)")
+    p.add_argument("--derive-from", metavar="ROW", help="map this row's house weights to ROW's keys")
     p.add_argument("--attach-eval", type=Path, help="vacc-deploy eval --json output")
     p.add_argument("--attach-baseline", type=Path, help="scripts/bicubic_baseline.py --json output")
     args = p.parse_args(argv)
@@ -52,11 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.attach_eval and args.attach_baseline:
             print(attach(args.row, args.attach_eval, args.attach_baseline, args.command))
             return 0
-        if args.run is None:
-            p.error("give --run DIR, or --attach-eval and --attach-baseline")
-        from vacc_deploy.training.house import write_house
+        from vacc_deploy.training.house import write_derived, write_house
 
-        out, digest = write_house(load_row(args.row), args.run, args.command)
+        if args.derive_from:
+            out, digest = write_derived(load_row(args.row), load_row(args.derive_from))
+        elif args.run is not None:
+            out, digest = write_house(load_row(args.row), args.run, args.command)
+        else:
+            p.error("give --run DIR, --derive-from ROW, or --attach-eval and --attach-baseline")
     except VaccError as exc:
         sys.stderr.write(f"house_weights.py: error: {exc}\n")
         return exc.exit_code

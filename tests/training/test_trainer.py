@@ -103,3 +103,19 @@ def test_init_from_a_smaller_scale_keeps_matching_entries(tmp_path: Path) -> Non
     left = init_from(x4, tmp_path / "x2.pt", load_row("edsr_baseline_x4"))
     assert left == ["tail.0.2.weight", "tail.0.2.bias"]
     assert torch.equal(x4.state_dict()["body.0.body.0.weight"], x2.state_dict()["body.0.body.0.weight"])
+
+
+def test_edsr_to_basicsr_is_the_same_function() -> None:
+    from vacc_deploy.models import family_of, row_params
+    from vacc_deploy.training.convert import edsr_to_basicsr
+
+    config = load_row("edsr_baseline_x2")
+    torch.manual_seed(0)
+    src = family_of(config).build(row_params(config)).eval()  # default init: DIV2K mean shifts
+    dst = create_model("edsr_mx2", edsr_to_basicsr(src.state_dict(), 16))
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x) * 255.0, src(x * 255.0), rtol=1e-4, atol=1e-3)
+    broken = {**src.state_dict(), "sub_mean.bias": torch.zeros(3)}
+    with pytest.raises(WeightsError, match="sub_mean"):
+        edsr_to_basicsr(broken, 16)

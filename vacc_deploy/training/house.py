@@ -51,3 +51,36 @@ def write_house(config: RowConfig, run_dir: Path, command: str, extra: dict[str,
               **(extra or {})}
     artifacts.atomic_write_json(provenance_path(out), record)
     return out, digest
+
+
+def write_derived(config: RowConfig, source: RowConfig, folder: Path = HOUSE_DIR) -> tuple[Path, str]:
+    """House weights for ``config`` (BasicSR EDSR) mapped from ``source``'s house weights
+    (EDSR-PyTorch, same size): the same function, other key names (:mod:`.convert`).
+
+    The provenance is the source's, with ``derived_from`` naming the source file and its sha256.
+    Raises WeightsError when the families or sizes do not match.
+    """
+    from vacc_deploy.models import row_params
+    from vacc_deploy.training.convert import edsr_to_basicsr
+    from vacc_deploy.weights import house_path
+
+    src_params, dst_params = row_params(source), row_params(config)
+    same = (source.arch, config.arch) == ("edsr", "edsr_basicsr") and \
+        (src_params.n_feats, src_params.n_resblocks, src_params.scale) == \
+        (dst_params.num_feat, dst_params.num_block, dst_params.scale)
+    if not same:
+        raise WeightsError(f"cannot derive {config.name} from {source.name}: not the same EDSR size/scale")
+    src_file = house_path(source)
+    src_state = create_model(source, "house").state_dict()
+    state = edsr_to_basicsr(src_state, src_params.n_resblocks, src_params.rgb_range)
+    create_model(config, state)  # strict load
+    out = folder / f"{config.name}.safetensors"
+    save_fp16_safetensors(out, state, metadata={"row": config.name, "format": "house-v1"})
+    digest = sha256_file(out)
+    prov = artifacts.read_json(provenance_path(src_file))
+    prov.pop("set5", None)
+    prov.update({"row": config.name, "file": out.name, "sha256": digest,
+                 "derived_from": {"row": source.name, "file": src_file.name, "sha256": sha256_file(src_file),
+                                  "mapping": "vacc_deploy.training.convert.edsr_to_basicsr (same function)"}})
+    artifacts.atomic_write_json(provenance_path(out), prov)
+    return out, digest
