@@ -32,10 +32,10 @@ def attach(row: str, eval_json: Path, baseline_json: Path, command: str) -> dict
     prov_file = provenance_path(HOUSE_DIR / f"{row}.safetensors")
     prov = artifacts.read_json(prov_file)
     ev, base = artifacts.read_json(eval_json), artifacts.read_json(baseline_json)
-    fp32 = next(s for s in ev["summary"] if s.get("precision") == "fp32")
-    house = fp32.get("psnr_y")
+    fp32 = next(r for r in ev["results"] if r.get("precision") == "fp32")
+    house = fp32["psnr"]
     prov["set5"] = {"dataset": ev.get("dataset"), "protocol": ev.get("protocol"), "weights": ev.get("weights"),
-                    "house_psnr_y": house, "house_ssim_y": fp32.get("ssim_y"), "bicubic_psnr_y": base["psnr_y"],
+                    "house_psnr_y": house, "house_ssim_y": fp32["ssim"], "bicubic_psnr_y": base["psnr_y"],
                     "bicubic_ssim_y": base["ssim_y"], "gain_db": round(float(house) - base["psnr_y"], 3),
                     "commands": command}
     artifacts.atomic_write_json(prov_file, prov)
