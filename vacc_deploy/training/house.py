@@ -45,7 +45,8 @@ def write_house(config: RowConfig, run_dir: Path, command: str, extra: dict[str,
     best = max((h["val_psnr_y"] for h in log["history"] if h.get("val_psnr_y") is not None), default=None)
     record = {"row": config.name, "file": out.name, "sha256": digest, "dtype": "float16",
               "train_command": command or log["options"].get("command", ""), "steps": log["step"], "train_minutes": round(log["elapsed_s"] / 60, 1),
-              "options": log["options"], "validation": {"final_psnr_y": log["history"][-1].get("val_psnr_y"),
+              "options": log["options"], "train_images": log.get("train_images"),
+              "validation": {"images": log.get("val_images"),"final_psnr_y": log["history"][-1].get("val_psnr_y"),
                                                         "best_psnr_y": best, "history": log["history"]},
               "device": log.get("device"), "torch": log.get("torch"), "machine": log.get("machine"),
               **(extra or {})}

@@ -119,6 +119,7 @@ class _Run:
     step: int = 0
     elapsed_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    val_names: list[str] = field(default_factory=list)
 
     def validate(self) -> float | None:
         """Mean validation Y PSNR of the current model (None without validation images)."""
@@ -137,7 +138,8 @@ class _Run:
         artifacts.atomic_write_json(out / "train_log.json", {
             "row": self.config.name, "step": self.step, "elapsed_s": round(self.elapsed_s, 1),
             "options": self.opts.model_dump(mode="json"), "history": self.history,
-            "device": str(self.device), "torch": torch.__version__, "machine": artifacts.machine()})
+            "device": str(self.device), "torch": torch.__version__, "machine": artifacts.machine(),
+            "train_images": len(self.sampler.hr), "val_images": self.val_names})
 
 
 def _val_files(opts: TrainOptions) -> tuple[list[Path], list[Path]]:
@@ -171,7 +173,7 @@ def _setup(opts: TrainOptions) -> _Run:
     log.info("%s: %d training images, %d validation images, degrade %s, device %s",
              config.name, len(sampler.hr), len(val_pairs), degrade, device)
     return _Run(opts, config, spec, device, model, optimizer, sampler, val_pairs,
-                np.random.default_rng([opts.seed, 1]))
+                np.random.default_rng([opts.seed, 1]), val_names=[f"{p.parent.name}/{p.name}" for p in val_files])
 
 
 def _resume(run: _Run, path: Path) -> None:
