@@ -126,3 +126,27 @@ def test_shipped_house_weights(row: str) -> None:
 
 def test_some_house_weights_ship() -> None:
     assert "bicubic_pp_x2" in SHIPPED
+
+
+def test_eval_and_pipeline_say_house(tmp_path: Path, caplog) -> None:
+    import cv2
+    import numpy as np
+
+    from vacc_deploy import artifacts
+    from vacc_deploy.cli import main
+
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(ev / f"hr{i}.png"), cv2.GaussianBlur(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), (5, 5), 2))
+    work, out = tmp_path / "w", tmp_path / "eval.json"
+    assert main(["eval", "bicubic_pp_x2", "--weights", "house", "--shape", "1x3x32x32", "--dataset", str(ev),
+                 "--workdir", str(work), "--json", str(out)]) == 0
+    assert artifacts.read_json(out)["weights"] == "house:bicubic_pp_x2.safetensors"
+    assert "not the official checkpoint" in caplog.text
+    assert main(["pipeline", "bicubic_pp_x2", "--shape", "1x3x32x32", "--dataset", str(ev), "--calib-images",
+                 str(ev), "--num", "2", "--precisions", "fp32", "--iters", "2", "--warmup", "1",
+                 "--workdir", str(work)]) == 0  # default weights: no official checkpoint -> house
+    page = (work / "bicubic_pp_x2" / "report" / "report.html").read_text()
+    assert "HOUSE WEIGHTS (not the official checkpoint)" in page and "SYNTHETIC WEIGHTS" not in page.upper()
