@@ -3,13 +3,14 @@
 
     python scripts/house_weights.py ROW --run DIR --command "python scripts/train.py ..."
     python scripts/house_weights.py ROW --derive-from SOURCE_ROW
+    python scripts/house_weights.py --table
     python scripts/house_weights.py ROW --attach-eval EVAL.json --attach-baseline BICUBIC.json
 
 The first form writes ``weights/house/ROW.safetensors`` (fp16, official key layout) and
 ``weights/house/ROW.provenance.json`` and prints the ``weights.house`` entry for the row's YAML.
 The second maps SOURCE_ROW's house weights to ROW's keys (EDSR-PyTorch → BasicSR EDSR of the same
 size: the same function). The third adds ``vacc-deploy eval --json`` output and ``scripts/bicubic_baseline.py --json`` output
-to the provenance (``set5``: house vs bicubic). Exit codes: 0 ok, 2 bad arguments, 1 failure.
+to the provenance (``set5``: house vs bicubic); ``--table`` prints those results as markdown. Exit codes: 0 ok, 2 bad arguments, 1 failure.
 """
 
 from __future__ import annotations
@@ -44,13 +45,21 @@ def attach(row: str, eval_json: Path, baseline_json: Path, command: str) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("row")
+    p.add_argument("row", nargs="?", help="the row (not needed with --table)")
+    p.add_argument("--table", action="store_true", help="print the Set5 table of every house weights file")
     p.add_argument("--run", type=Path, help="training run folder (checkpoint.pt, train_log.json)")
     p.add_argument("--command", default="", help="the exact training command (recorded)")
     p.add_argument("--derive-from", metavar="ROW", help="map this row's house weights to ROW's keys")
     p.add_argument("--attach-eval", type=Path, help="vacc-deploy eval --json output")
     p.add_argument("--attach-baseline", type=Path, help="scripts/bicubic_baseline.py --json output")
     args = p.parse_args(argv)
+    if args.table:
+        from vacc_deploy.training.house import results_table
+
+        print(results_table())
+        return 0
+    if args.row is None:
+        p.error("give ROW (or --table)")
     try:
         if args.attach_eval and args.attach_baseline:
             print(attach(args.row, args.attach_eval, args.attach_baseline, args.command))

@@ -85,3 +85,18 @@ def write_derived(config: RowConfig, source: RowConfig, folder: Path = HOUSE_DIR
                                   "mapping": "vacc_deploy.training.convert.edsr_to_basicsr (same function)"}})
     artifacts.atomic_write_json(provenance_path(out), prov)
     return out, digest
+
+
+def results_table(folder: Path = HOUSE_DIR) -> str:
+    """A markdown table of every house weights file's Set5 result against bicubic (from provenance)."""
+    lines = ["| row | trained | steps | Set5 PSNR-Y house | MATLAB bicubic | gain | Set5 SSIM-Y house / bicubic |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for prov_file in sorted(folder.glob("*.provenance.json")):
+        p = artifacts.read_json(prov_file)
+        s = p.get("set5")
+        if not s:
+            continue
+        how = f"{p['train_minutes']} min" + (f", mapped from {p['derived_from']['row']}" if "derived_from" in p else "")
+        lines.append(f"| {p['row']} | {how} | {p['steps']} | {s['house_psnr_y']:.3f} | {s['bicubic_psnr_y']:.3f} | "
+                     f"{s['gain_db']:+.3f} | {s['house_ssim_y']:.4f} / {s['bicubic_ssim_y']:.4f} |")
+    return "\n".join(lines)
