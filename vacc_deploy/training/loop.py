@@ -32,7 +32,6 @@ from vacc_deploy.processing import from_network, to_network
 from vacc_deploy.spec import ModelSpec
 from vacc_deploy.training import data
 from vacc_deploy.training.baseline import bicubic_upscale, mean_psnr
-from vacc_deploy.models import load_safetensors
 from vacc_deploy.training.state import cpu_state_dict, load_state, save_state, save_torch
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def pick_device(name: str) -> torch.device:
 def init_from(model: torch.nn.Module, path: Path, config: RowConfig) -> list[str]:
     """Copy every entry of the checkpoint at ``path`` whose name and shape match; return the names
     of the model's entries left at their initial values."""
-    src = load_safetensors(path) if path.suffix == ".safetensors" else load_checkpoint(path, config)
+    src = load_checkpoint(path, config)  # .pt/.pth (official layout) or house .safetensors
     own = model.state_dict()
     kept = {k: v for k, v in src.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict({**own, **kept}, strict=True)
