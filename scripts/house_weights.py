@@ -38,6 +38,7 @@ def attach(row: str, eval_json: Path, baseline_json: Path, command: str) -> dict
     prov["set5"] = {"dataset": ev.get("dataset"), "protocol": ev.get("protocol"), "weights": ev.get("weights"),
                     "house_psnr_y": house, "house_ssim_y": fp32["ssim"], "bicubic_psnr_y": base["psnr_y"],
                     "bicubic_ssim_y": base["ssim_y"], "gain_db": round(float(house) - base["psnr_y"], 3),
+                    "baseline": "MATLAB bicubic" if base["scale"] > 1 else "the blurred input itself",
                     "commands": command}
     artifacts.atomic_write_json(prov_file, prov)
     return prov["set5"]
