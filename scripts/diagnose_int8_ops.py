@@ -26,6 +26,8 @@ from vacc_deploy.spec import ModelSpec
 VARIANTS = [
     ("default op types", None),
     ("Conv only", ("Conv",)),
+    ("Conv + Relu", ("Conv", "Relu")),
+    ("Conv + Relu + Add", ("Conv", "Relu", "Add")),
     ("Conv + Add", ("Conv", "Add")),
     ("Conv + LeakyRelu", ("Conv", "LeakyRelu")),
     ("Conv + DepthToSpace", ("Conv", "DepthToSpace")),
