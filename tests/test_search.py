@@ -77,7 +77,7 @@ def test_target_drop_search_writes_best_and_is_reused(env, capsys) -> None:
     assert len(search["trials"]) >= 4 and search["chosen"] in search["trials"]
     assert all(len(t["float_layers"]) <= 4 + 2 for t in search["trials"])
     chosen = search["chosen"]
-    assert f"float    " in out and str(chosen["float_layer_indices"]) in out
+    assert "float    " in out and str(chosen["float_layer_indices"]) in out
     assert main(cmd) == 0  # the search is cached, the build reused
     assert "reused (inputs unchanged)" in capsys.readouterr().out
     assert len(list((work / "lesrcnn_x2" / "search").glob("*.json"))) == 1
