@@ -104,8 +104,9 @@ def test_explicit_path(tmp_path, env) -> None:
 
 
 def test_row_without_official_checkpoint(env) -> None:
+    # explicitly "official": the default would fall back to the row's house weights (test_house_weights)
     with pytest.raises(WeightsError, match="no official checkpoint"):
-        resolve_weights(load_row("edsr_x1_deblur"))
+        resolve_weights(load_row("edsr_x1_deblur"), "official")
 
 
 def test_download_file_direct(tmp_path, served) -> None:

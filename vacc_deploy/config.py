@@ -2,7 +2,7 @@
 that reject unknown keys.
 
 A row names its architecture family and constructor parameters, its default fixed input shape, the
-checkpoints it can load (official address + sha256, synthetic-v1 rule) and its seed int8 calibration
+checkpoints it can load (official address + sha256, house weights, synthetic-v1 rule) and its seed int8 calibration
 method. Conventions (scale, channel order, value range, size multiple) are *not* in the YAML: each
 family's model module declares them (see :mod:`vacc_deploy.spec`).
 
@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vacc_deploy.errors import ConfigError, UsageError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+#: Where house weights live (in the repository, beside ``model_configs/``).
+HOUSE_DIR = CONFIG_DIR.parent / "weights" / "house"
 QUANT_METHODS = ("percentile", "kl_divergence", "max")
 
 
@@ -68,8 +70,35 @@ class SyntheticWeights(_Strict):
     std_factor: float = 1.0
 
 
+class HouseWeights(_Strict):
+    """House weights: trained by this project (not the official checkpoint), stored in the repository
+    as fp16 safetensors in ``weights/house/`` beside ``<file stem>.provenance.json``.
+
+    ``file`` is a plain file name ending in ``.safetensors``; ``sha256`` its full hex digest (the
+    file is verified before every use).
+    """
+
+    file: str
+    sha256: str
+
+    @field_validator("file")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+\.safetensors", v) or v.startswith("."):
+            raise ValueError("must be a plain file name ending in .safetensors (no folders)")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", v):
+            raise ValueError("must be the full sha256: 64 lowercase hex digits")
+        return v
+
+
 class Weights(_Strict):
     official: OfficialWeights | None = None
+    house: HouseWeights | None = None
     synthetic: SyntheticWeights = SyntheticWeights()
 
 

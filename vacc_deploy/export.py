@@ -24,7 +24,7 @@ from vacc_deploy.backends.ort import OrtSession
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import ExportError, ShapeError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
-from vacc_deploy.weights import resolve_weights, sha256_file
+from vacc_deploy.weights import HOUSE_LABEL, resolve_with_kind, sha256_file, weights_kind
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,21 @@ def family_source_digest(arch: str) -> str:
 
 
 def weights_identity(config: RowConfig, weights: str | Path | None) -> tuple[str, str | None, Any]:
-    """(label, sha256 or None, argument for create_model) of a ``--weights`` value."""
+    """(label, sha256 or None, argument for create_model) of a ``--weights`` value.
+
+    The label is ``kind:file`` with kind ``official``, ``house`` (house weights, also when a path
+    to the house file is given) or ``file``; the sha256 of the file goes into every cache key, so
+    house and official weights never share a cached export.
+    """
     if str(weights) == "synthetic":
         syn = config.weights.synthetic
         return f"synthetic-v1 (seed_base {syn.seed_base}, std_factor {syn.std_factor})", None, "synthetic"
-    path = resolve_weights(config, weights)
+    path, kind = resolve_with_kind(config, weights)
     digest = sha256_file(path)
-    official = config.weights.official
-    is_official = official is not None and official.sha256 is not None and digest.startswith(official.sha256)
-    kind = "official" if weights in (None, "official") or is_official else "file"
+    if kind == "file":
+        kind = weights_kind(config, digest)
+    if kind == "house" and weights is not None:
+        log.warning("%s: HOUSE WEIGHTS %s — %s", config.name, path.name, HOUSE_LABEL)
     return f"{kind}:{path.name}", digest, path
 
 

@@ -3,6 +3,12 @@
 Order: an explicit path; a file of the configured name in ``$VACC_DEPLOY_WEIGHTS``; the user cache
 (``$VACC_DEPLOY_CACHE`` or ``~/.cache/vacc_deploy``); a download from the official address, verified
 by sha256 before it is moved into the cache. Nothing half-downloaded is ever left in the cache.
+
+House weights (``weights/house/<file>`` in the repository, trained by this project; see
+``docs/house_weights.md``) are chosen with ``"house"``, and by the *default* resolution (``None``)
+when the official checkpoint cannot be found or downloaded — said loudly, since they are not the
+official checkpoint. An explicit ``"official"`` never falls back, and a checksum mismatch is always
+an error.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vacc_deploy.config import OfficialWeights, RowConfig
+from vacc_deploy.config import HOUSE_DIR, OfficialWeights, RowConfig
 from vacc_deploy.errors import ChecksumError, WeightsError
 
 log = logging.getLogger(__name__)
@@ -66,23 +72,79 @@ def _where_to_put(official: OfficialWeights) -> str:
     return f"put {official.file} in {target}, or pass --weights PATH"
 
 
+HOUSE_LABEL = "house weights (not the official checkpoint)"
+
+
+def house_path(config: RowConfig) -> Path:
+    """The row's verified house weights file (``weights/house/<file>``).
+
+    Raises WeightsError when the row has no house entry or the file is missing; ChecksumError when
+    its sha256 differs from the pinned one.
+    """
+    house = config.weights.house
+    if house is None:
+        raise WeightsError(f"row '{config.name}' has no house weights; use --weights synthetic or --weights PATH")
+    path = HOUSE_DIR / house.file
+    if not path.is_file():
+        raise WeightsError(f"row '{config.name}': house weights {path} not found (incomplete checkout?)")
+    verify(path, house.sha256)
+    return path
+
+
+def weights_kind(config: RowConfig, digest: str) -> str:
+    """``official`` or ``house`` when a file's sha256 is the row's pinned one, else ``file``."""
+    official, house = config.weights.official, config.weights.house
+    if house is not None and digest == house.sha256:
+        return "house"
+    if official is not None and official.sha256 is not None and digest.startswith(official.sha256):
+        return "official"
+    return "file"
+
+
+def resolve_with_kind(config: RowConfig, weights: str | Path | None = None, *, download: bool = True
+                      ) -> tuple[Path, str]:
+    """Like :func:`resolve_weights`, also saying how the file was chosen: ``official``, ``house``
+    (asked for, or the default's fallback) or ``file`` (an explicit path)."""
+    text = None if weights is None else str(weights)
+    if text == "house":
+        return house_path(config), "house"
+    if text not in (None, "official"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"--weights {weights}: file not found")
+        return path, "file"
+    try:
+        return _official(config, download), "official"
+    except ChecksumError:
+        raise
+    except WeightsError as exc:
+        if text is not None or config.weights.house is None:
+            raise
+        path = house_path(config)
+        log.warning("%s: official checkpoint not available (%s); using HOUSE WEIGHTS %s — %s, accuracy is "
+                    "not the paper's", config.name, exc, path.name, HOUSE_LABEL)
+        return path, "house"
+
+
 def resolve_weights(config: RowConfig, weights: str | Path | None = None, *, download: bool = True) -> Path:
     """Find (or download) the checkpoint file for a row and return its verified path.
 
     Args:
         config: the row.
-        weights: an explicit path, or None / ``"official"`` for the row's official checkpoint.
+        weights: an explicit path; ``"official"`` for the row's official checkpoint only; ``"house"``
+            for its house weights; None (default) for the official checkpoint, falling back to the
+            house weights (with a warning) when the official one cannot be found or downloaded.
         download: allow downloading from the official address when no local file is found.
 
     Raises:
         WeightsError: no checkpoint is configured, the explicit file is missing, or the download
             failed (the message says where to put the file). ChecksumError: a hash mismatch.
     """
-    if weights is not None and str(weights) != "official":
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"--weights {weights}: file not found")
-        return path
+    return resolve_with_kind(config, weights, download=download)[0]
+
+
+def _official(config: RowConfig, download: bool) -> Path:
+    """The row's official checkpoint: local folders, then a verified download."""
     official = config.weights.official
     if official is None:
         raise WeightsError(

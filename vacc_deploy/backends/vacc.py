@@ -31,6 +31,9 @@ from vacc_deploy.errors import BackendUnavailable, BuildError, UsageError
 
 log = logging.getLogger(__name__)
 
+#: Names re-exported from :mod:`vacc_deploy.backends.vacc_yaml` (imported from here elsewhere).
+REEXPORTED = (VAMC_QUANT_MODES, VamcFiles, write_vamc_files)
+
 MODEL_PREFIX = "mod"  # vamc writes deploy_weights/<name>/mod.{so,json,params}
 MODEL_SUFFIXES = (".so", ".json", ".params")
 LOG_TAIL_LINES = 20

@@ -19,7 +19,7 @@ def add_row(parser: argparse.ArgumentParser) -> None:
 
 def add_weights(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, metavar="W",
-                        help="official (default), synthetic, or a checkpoint path")
+                        help="default: official, else house; or official, house, synthetic, or a checkpoint path")
 
 
 def add_workdir(parser: argparse.ArgumentParser) -> None:

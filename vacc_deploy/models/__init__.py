@@ -74,8 +74,13 @@ def row_spec(config: RowConfig) -> ModelSpec:
 def load_checkpoint(path: Path, config: RowConfig) -> dict[str, torch.Tensor]:
     """Read a checkpoint file (CPU, ``weights_only``) and map it to the official state_dict.
 
+    A ``.safetensors`` file (house weights: fp16) is read as a flat official-key state dict and
+    its float entries are cast to float32.
+
     Raises WeightsError naming the file when it cannot be read (corrupt, truncated, not a checkpoint).
     """
+    if Path(path).suffix == ".safetensors":
+        return load_safetensors(Path(path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
@@ -83,6 +88,18 @@ def load_checkpoint(path: Path, config: RowConfig) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: cannot load checkpoint ({reason[:200]})") from None
     fmt = config.weights.official.format if config.weights.official else "state_dict"
     return family_of(config).convert_checkpoint(obj, fmt)
+
+
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; float entries come back as float32. WeightsError when unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot load safetensors ({str(exc)[:200]})") from None
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
 
 def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
@@ -103,7 +120,9 @@ def create_model(
     Args:
         row: a row name (``lesrcnn_x2``), a path to a row YAML, or a loaded :class:`RowConfig`.
         weights: ``None`` resolves the official checkpoint (``--weights`` path, ``VACC_DEPLOY_WEIGHTS``,
-            cache, download; see :mod:`vacc_deploy.weights`); ``"synthetic"`` builds synthetic-v1
+            cache, download; then the row's house weights; see :mod:`vacc_deploy.weights`);
+            ``"official"`` the official checkpoint only; ``"house"`` the house weights (fp16
+            safetensors in ``weights/house/``); ``"synthetic"`` builds synthetic-v1
             weights with the row's ``seed_base``/``std_factor``; a path loads that checkpoint; a
             mapping is taken as an official-key state dict.
 

@@ -51,9 +51,13 @@ class PipelineResult:
     notes: list[str] = field(default_factory=list)
 
 
+_HOUSE_NOTE = "HOUSE WEIGHTS (not the official checkpoint): trained by this project, accuracy is not the paper's"
+
+
 def _provenance(config: RowConfig, weights: str | None) -> tuple[str | None, str, list[str]]:
-    """(weights to use, provenance, notes): official when found, else synthetic — said loudly."""
-    from vacc_deploy.weights import resolve_weights
+    """(weights to use, provenance, notes): official when found, else the row's house weights, else
+    synthetic — said loudly."""
+    from vacc_deploy.weights import resolve_with_kind
 
     if weights == "synthetic":
         return "synthetic", "synthetic", ["SYNTHETIC WEIGHTS: accuracy numbers are meaningless"]
@@ -61,9 +65,12 @@ def _provenance(config: RowConfig, weights: str | None) -> tuple[str | None, str
         from vacc_deploy.export import weights_identity
 
         label, _, _ = weights_identity(config, weights)
-        return weights, label.split(":")[0], []
+        kind = label.split(":")[0]
+        return weights, kind, [_HOUSE_NOTE] if kind == "house" else []
     try:
-        resolve_weights(config, None)
+        _, kind = resolve_with_kind(config, weights)
+        if kind == "house":
+            return "house", "house", [f"NO OFFICIAL CHECKPOINT FOR {config.name}; {_HOUSE_NOTE}"]
         return None, "official", []
     except WeightsError as exc:
         note = (f"NO OFFICIAL CHECKPOINT FOR {config.name} ({exc}); USING SYNTHETIC WEIGHTS: "
