@@ -24,8 +24,10 @@ from vacc_deploy.quant import quantize_int8
 from vacc_deploy.spec import ModelSpec
 
 VARIANTS = [
-    ("default op types", None),
+    ("every op type (--int8-ops all)", None),
     ("Conv only", ("Conv",)),
+    ("Conv + Relu", ("Conv", "Relu")),
+    ("Conv + Relu + Add", ("Conv", "Relu", "Add")),
     ("Conv + Add", ("Conv", "Add")),
     ("Conv + LeakyRelu", ("Conv", "LeakyRelu")),
     ("Conv + DepthToSpace", ("Conv", "DepthToSpace")),
@@ -57,7 +59,7 @@ def main() -> int:
             kw = {"op_types": ops} if ops else {}
             quantize_int8(fp32, out, ranges, per_channel=True, nodes_to_exclude=manifest["float_layers"], **kw)
             y = np.clip(OrtSession(out).run(x)[crop] / spec.value_range, 0, 1)
-            print(f"  {name:<26} {10 * np.log10(1 / np.mean((y - ref) ** 2)):6.2f} dB")
+            print(f"  {name:<32} {10 * np.log10(1 / np.mean((y - ref) ** 2)):6.2f} dB")
     return 0
 
 

@@ -27,7 +27,7 @@ from vacc_deploy.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-BUILD_FORMAT = 3
+BUILD_FORMAT = 4
 RANGES_FORMAT = 2  # bump when a calibration method's rule changes
 
 
@@ -38,7 +38,10 @@ class BuildOptions:
     image and write the output, see :func:`edge_convs`) stay float, percentile and 7-bit weights
     (``reduce_range``: 7-bit weights; ``auto`` = on for x86-64 CPUs without VNNI. Off by default:
     sessions on such CPUs use ORT's exact u8u8 kernels instead, see
-    :func:`vacc_deploy.artifacts.x86_without_vnni`)."""
+    :func:`vacc_deploy.artifacts.x86_without_vnni`), and which op types are quantized (``int8_ops``,
+    a name of :data:`vacc_deploy.quant.collect.INT8_OP_SETS`). ``target_drop`` (dB) asks the
+    pipeline to search the method, per-channel and float layers instead (see
+    :mod:`vacc_deploy.pipeline.search`); a build itself never sees it."""
 
     precision: str = "fp32"
     quant: str | None = None
@@ -47,6 +50,9 @@ class BuildOptions:
     float_edges: bool = True
     percentile: float = 99.99
     reduce_range: str = "off"
+    int8_ops: str = "compute"
+    target_drop: float | None = None
+    max_float_layers: int | None = None
 
 
 @dataclass
@@ -108,6 +114,16 @@ def float_layers(model_path: Path, opts: BuildOptions) -> tuple[list[str], list[
     return names, [convs.index(n) for n in names]
 
 
+def float_activations(model: onnx.ModelProto, float_convs: list[str]) -> list[str]:
+    """Relu / Clip nodes that only read the output of a Conv kept in float: they stay float too.
+    (Quantized, they would round the float conv's output to uint8 for nothing: ORT folds a Relu
+    into the range of an int8 conv's output, never of a float one.)"""
+    producer = {o: n.name for n in model.graph.node for o in n.output}
+    chosen = set(float_convs)
+    return [n.name for n in model.graph.node
+            if n.op_type in ("Relu", "Clip") and producer.get(n.input[0]) in chosen]
+
+
 def resolve_skip_layers(convs: list[str], skips: tuple[str, ...]) -> tuple[list[str], list[int]]:
     """Map ``--skip-layers`` items (Conv node names or 0-based Conv indices) to (names, indices),
     given the model's Conv node names in graph order (:func:`conv_nodes`).
@@ -157,7 +173,7 @@ def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduc
     return artifacts.stage_key({
         "format": BUILD_FORMAT, "model": model_sha, "precision": opts.precision, "quant": opts.quant,
         "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "edges": opts.float_edges,
-        "percentile": opts.percentile,
+        "percentile": opts.percentile, "int8_ops": opts.int8_ops,
         "reduce_range": reduce_range, "calib": calib.sha256 if calib else None,
         "versions": artifacts.tool_versions(),
     })
@@ -165,13 +181,16 @@ def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduc
 
 def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet,
                opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
-    from vacc_deploy.quant import quantize_int8
+    from vacc_deploy.quant import INT8_OP_SETS, quantize_int8
 
+    if opts.int8_ops not in INT8_OP_SETS:
+        raise UsageError(f"--int8-ops {opts.int8_ops}: expected one of {', '.join(INT8_OP_SETS)}")
     names, indices = float_layers(model_path, opts)
     ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, opts.percentile, row_dir)
     t0 = time.perf_counter()
+    exclude = names + float_activations(onnx.load(str(model_path), load_external_data=False), names)
     quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
-                  nodes_to_exclude=names, reduce_range=reduce_range)
+                  nodes_to_exclude=exclude, reduce_range=reduce_range, op_types=INT8_OP_SETS[opts.int8_ops])
     _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)
     artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.items()})
     return {"calibration": {**info, "n_skipped_images": calib.manifest.get("n_skipped", 0)},
@@ -219,7 +238,8 @@ def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, 
                     "input_model": str(model_path), "input_model_sha256": model_sha,
                     "settings": {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
                                  "float_edges": opts.float_edges,
-                                 "percentile": opts.percentile, "reduce_range": reduce_range},
+                                 "percentile": opts.percentile, "reduce_range": reduce_range,
+                                 "int8_ops": opts.int8_ops},
                     "versions": artifacts.tool_versions(), "key": key, **extra}
         manifest.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
         artifacts.atomic_write_json(tmp / "manifest.json", manifest)

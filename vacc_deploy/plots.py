@@ -33,14 +33,51 @@ def bar_images_per_s(results: list[dict[str, Any]], path: Path, title: str = "")
         ax.set_ylabel("images/s (higher is better)")
         ax.set_title(title or "throughput")
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png", dpi=100)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _save(fig, path)
     finally:
         plt.close(fig)
     return path
+
+
+def layer_error_plot(layers: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Per-layer SQNR (dB) of an int8 analysis (:mod:`vacc_deploy.pipeline.analysis` ``layers``), in
+    graph order: the layer quantized alone and with errors accumulated through the network. Lower is
+    worse. Writes a PNG to ``path`` atomically; returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def num(v: Any) -> float:
+        return float("nan") if v == "inf" else float(v)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in layers if r.get("conv_index") is not None]
+    labels = [str(r["conv_index"]) for r in rows]
+    x = list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(rows) + 2.0), 3.6))
+    try:
+        ax.bar([i - 0.2 for i in x], [num(r["alone_sqnr_db"]) for r in rows], 0.4, label="layer alone")
+        ax.bar([i + 0.2 for i in x], [num(r["accumulated_sqnr_db"]) for r in rows], 0.4, label="accumulated")
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_xlabel("Conv index (graph order; vamc skip_conv_layers numbering)")
+        ax.set_ylabel("SQNR dB (higher is better)")
+        ax.set_title(title or "int8 error per layer")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        _save(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _save(fig: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -15,7 +15,8 @@ from types import ModuleType
 
 from vacc_deploy import __version__
 from vacc_deploy.cli import (
-    benchmark_cmd, build_cmd, calib_cmd, eval_cmd, export_cmd, models_cmd, pipeline_cmd, report_cmd, run_cmd,
+    analyze_cmd, benchmark_cmd, build_cmd, calib_cmd, eval_cmd, export_cmd, models_cmd, pipeline_cmd, report_cmd,
+    run_cmd,
 )
 from vacc_deploy.errors import VaccError
 
@@ -24,6 +25,7 @@ COMMANDS: dict[str, ModuleType] = {
     "export": export_cmd,
     "calib": calib_cmd,
     "build": build_cmd,
+    "analyze": analyze_cmd,
     "run": run_cmd,
     "eval": eval_cmd,
     "benchmark": benchmark_cmd,

@@ -42,6 +42,24 @@ def _print_vacc(config, vb) -> None:
     print(f"  compiled {vb.deploy_dir}" if vb.compiled else f"  note     {compile_hint(vb.yaml_path)}")
 
 
+def print_search(result: dict, path) -> None:
+    """The ``--target-drop`` trials table and the choice."""
+    print(f"{result['row']}: int8 search for a PSNR drop within {result['target_drop_db']} dB (validation "
+          f"drop within {result['margin'] * result['target_drop_db']:g} dB) on "
+          f"{len(result['validation']['images'])} validation images of {result['validation']['folder']} "
+          f"(fp32 {result['fp32']['psnr']:.3f} dB, {result['fp32']['ms']:.1f} ms)")
+    head = f"{'method':<14} {'weights':<11} {'float':>5} {'dPSNR':>7} {'ms':>8} {'x fp32':>6}  float layers (Conv indices)"
+    print(head)
+    print("-" * len(head))
+    for t in result["trials"]:
+        mark = "*" if t == result["chosen"] else " "
+        print(f"{t['quant']:<14} {'per-channel' if t['per_channel'] else 'per-tensor':<11} {len(t['float_layers']):>5} "
+              f"{t['drop_db']:>+7.3f} {t['ms']:>8.1f} {t['speedup']:>6.2f}{mark} {t['float_layer_indices']}")
+    verdict = "met" if result["met"] else "NOT met (best candidate kept)"
+    print(f"target {verdict}: chosen * = {result['chosen']['quant']}, {result['chosen']['drop_db']:+.3f} dB, "
+          f"float layers {result['chosen']['float_layer_indices']}; search {path}")
+
+
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy.backends.vacc import vacc_available
     from vacc_deploy.config import load_row
@@ -49,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_row(args.row)
     req = request_from_args(args)
+    if req.build.target_drop is not None and req.build.precision == "int8":
+        from vacc_deploy.pipeline.search import search_stage
+
+        print_search(*search_stage(config, req, args.workdir)[:2])
     if args.backend == "vacc":
         _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
         _print_vacc(config, vb)

@@ -70,6 +70,14 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None
                         help="keep the convs that read the image and write the output in float (default)")
     parser.add_argument("--int8-edges", dest="float_edges", action="store_false",
                         help="quantize the edge convs too (fully int8)")
+    parser.add_argument("--target-drop", type=float, default=None, metavar="DB",
+                        help="int8: search the method, per-channel and fewest float layers that keep the PSNR "
+                             "drop on a validation split of the calibration images within DB (cached)")
+    parser.add_argument("--max-float-layers", type=int, default=None, metavar="K",
+                        help="--target-drop: keep at most K more layers in float (default: no limit)")
+    parser.add_argument("--int8-ops", dest="int8_ops", choices=("compute", "all"), default="compute",
+                        help="op types int8 quantizes: compute (Conv/MatMul and the Relu/Clip folded into "
+                             "them; default) or all (also Add, Mul, LeakyRelu, Concat, DepthToSpace, Resize)")
     parser.add_argument("--percentile", type=float, default=99.99, help="percentile calibration (default 99.99)")
     parser.add_argument("--reduce-range", choices=("auto", "on", "off"), default="off",
                         help="7-bit int8 weights (auto: on for x86 CPUs without VNNI; default off: sessions "
@@ -104,7 +112,9 @@ def request_from_args(args: argparse.Namespace):
     quant = getattr(args, "quant", None)
     build = BuildOptions(precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
                          per_channel=args.per_channel, skip_layers=skips, float_edges=args.float_edges,
-                         percentile=args.percentile,
+                         percentile=args.percentile, int8_ops=getattr(args, "int8_ops", "compute"),
+                         target_drop=getattr(args, "target_drop", None),
+                         max_float_layers=getattr(args, "max_float_layers", None),
                          reduce_range=args.reduce_range)
     calib = CalibRequest(images=args.calib_images, num=args.num, seed=args.seed, mode=args.calib_mode,
                          degrade=args.degrade)

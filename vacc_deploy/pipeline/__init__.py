@@ -77,7 +77,13 @@ def calib_stage(config: RowConfig, spec: ModelSpec, shape: tuple[int, ...], req:
                                 degrade=c.degrade, workdir=workdir)
 
 
-def _build_options(config: RowConfig, req: ModelRequest) -> BuildOptions:
+def _build_options(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuildOptions:
+    """The build options of ``req``: the row's seed method by default; a ``--target-drop`` replaced
+    by the cached search's choice (:mod:`vacc_deploy.pipeline.search`)."""
+    if req.build.target_drop is not None and req.build.precision == "int8":
+        from vacc_deploy.pipeline.search import resolve_target_drop
+
+        req = resolve_target_drop(config, req, workdir)
     opts = req.build
     if opts.precision == "int8" and opts.quant is None:
         opts = dataclasses.replace(opts, quant=config.quant.method)  # the row's seed method
@@ -88,7 +94,7 @@ def build_onnx(config: RowConfig, req: ModelRequest, workdir: Path | None) -> tu
     """Export, calibrate (int8) and build for ONNX Runtime; every stage cached."""
     exported = export_stage(config, req, workdir)
     spec = ModelSpec(**exported.spec)
-    opts = _build_options(config, req)
+    opts = _build_options(config, req, workdir)
     calib = calib_stage(config, spec, exported.input_shape, req, workdir) if opts.precision == "int8" else None
     built = build_onnxruntime(exported.onnx_path, spec, opts, row=config.name, calib=calib, workdir=workdir)
     return exported, built
@@ -101,7 +107,7 @@ def vacc_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *, co
 
     exported = export_stage(config, req, workdir)
     spec = ModelSpec(**exported.spec)
-    opts = _build_options(config, req)
+    opts = _build_options(config, req, workdir)
     calib = calib_stage(config, spec, exported.input_shape, req, workdir) if opts.precision == "int8" else None
     return exported, build_vacc(config, spec, exported, opts, calib, workdir, compile=compile, timeout_s=timeout_s)
 

@@ -22,7 +22,8 @@ from vacc_deploy.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "export", "calibrate", "build", "eval", "benchmark", "report")
+STAGES = ("data", "export", "calibrate", "build", "analyze", "eval", "benchmark", "report")
+ANALYZE_IMAGES = 8  # calibration samples the pipeline's int8 layer analysis looks at
 
 
 @dataclass
@@ -168,7 +169,9 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
     from vacc_deploy.report.render import write_report
 
     folder = artifacts.row_workdir(config.name, workdir) / "report"
-    key = artifacts.stage_key({"eval": ctx["eval_key"], "bench": ctx.get("bench_key"), "notes": ctx["notes"]})
+    an = ctx.get("analysis")
+    key = artifacts.stage_key({"eval": ctx["eval_key"], "bench": ctx.get("bench_key"), "notes": ctx["notes"],
+                               "analysis": an[1] if an else None})
     if (folder / "report.json").is_file() and artifacts.read_json(folder / "report.json").get("manifest", {}).get("key") == key:
         return folder, True
     exported = ctx["built"][0][0]
@@ -180,6 +183,7 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
         flops_g=ctx.get("flops", 0) / 1e9 or None, params_m=_params(exported.onnx_path) / 1e6,
         eval=ctx["eval"], benchmark=ctx.get("bench"),
         crops=_crops(ctx["eval"], ctx["cands"], ctx["dataset"], folder / "assets"), builds=builds,
+        analysis=an[0] if an else None, analysis_plot=an[1] if an else None,
         manifest={"key": key, "versions": artifacts.tool_versions(), "machine": artifacts.machine(),
                   "hashes": {"onnx_fp32_sha256": artifacts.file_digest(exported.onnx_path),
                              "weights_sha256": exported.weights_sha256 or exported.weights},
@@ -213,6 +217,7 @@ def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None 
         int8 = [m for p, m in variants if p == "int8"]
         _stage(records, bar, "calibrate", lambda: _calibrate(config, req, exported, bool(int8), workdir))
         built = _stage(records, bar, "build", lambda: _builds(config, req, variants, workdir))
+        analysis = _stage(records, bar, "analyze", lambda: _analyze(config, req, int8, workdir))
         yaml = {m: _vamc_yaml(config, req, m, workdir) for m in int8}
         cands = _candidates(config, req, built, opts.overlap)
         result = _stage(records, bar, "eval", lambda: _eval(config, cands, dataset, built, workdir))
@@ -221,9 +226,20 @@ def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None 
         ctx = {"built": built, "eval": result, "eval_key": [str(b.model_path) for _, b in built] + [str(dataset)],
                "bench": bench, "bench_key": artifacts.stage_key(bench or {}),
                "yaml": yaml, "cands": cands, "dataset": dataset, "provenance": provenance, "notes": notes,
-               "records": records, "flops": _flops(exported)}
+               "records": records, "flops": _flops(exported), "analysis": analysis}
         folder = _stage(records, bar, "report", lambda: _report(config, ctx, workdir))
     return PipelineResult(folder, records, provenance, notes)
+
+
+def _analyze(config: RowConfig, req: ModelRequest, int8: list, workdir: Path | None):
+    """The layer analysis of the first int8 build over ``ANALYZE_IMAGES`` samples: ((analysis, plot), reused)."""
+    if not int8:
+        return None, True
+    from vacc_deploy.pipeline.analysis import analysis_stage
+
+    result, path, reused = analysis_stage(config, req.with_precision("int8", int8[0]), workdir,
+                                          images=ANALYZE_IMAGES, progress=False)
+    return (result, str(path.with_suffix(".png"))), reused
 
 
 def _calibrate(config: RowConfig, req: ModelRequest, exported, needed: bool, workdir: Path | None):

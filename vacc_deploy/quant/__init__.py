@@ -23,6 +23,7 @@ from vacc_deploy.errors import BuildError, UsageError
 from vacc_deploy.quant.collect import (
     DEFAULT_MAX_BYTES_PER_RUN,
     DEFAULT_OP_TYPES,
+    INT8_OP_SETS,
     ArraySource,
     CallableSource,
     CalibrationSource,
@@ -37,7 +38,8 @@ from vacc_deploy.quant.qdq import convert_fp16, quantize_int8
 from vacc_deploy.quant.stats import TensorStats
 
 __all__ = [
-    "ArraySource", "CalibrationResult", "CalibrationSource", "CallableSource", "DEFAULT_OP_TYPES", "METHODS",
+    "ArraySource", "CalibrationResult", "CalibrationSource", "CallableSource", "DEFAULT_OP_TYPES", "INT8_OP_SETS",
+    "METHODS",
     "calibrate", "convert_fp16", "quantize_int8",
 ]
 

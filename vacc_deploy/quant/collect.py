@@ -39,6 +39,16 @@ DEFAULT_OP_TYPES: tuple[str, ...] = (
     "Concat", "Resize", "DepthToSpace", "MatMul", "Gemm",
 )
 
+#: The op types an int8 build quantizes, by name (``--int8-ops``). ``compute``: the layers that carry
+#: the arithmetic (Conv, ConvTranspose, MatMul, Gemm) and the activations ORT folds into their output
+#: range (Relu, Clip); element-wise ops (Add, Mul, LeakyRelu, Concat, DepthToSpace, Resize) stay
+#: float, so residual sums and leaky activations are not rounded to uint8 again. ``all``: every type
+#: of :data:`DEFAULT_OP_TYPES` (fully int8 chains; more rounding). Measured in docs/accuracy.md.
+INT8_OP_SETS: dict[str, tuple[str, ...]] = {
+    "compute": ("Conv", "ConvTranspose", "MatMul", "Gemm", "Relu", "Clip"),
+    "all": DEFAULT_OP_TYPES,
+}
+
 DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16}

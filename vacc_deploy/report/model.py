@@ -81,6 +81,8 @@ class ReportData:
       inference at ``input_shape``), ``params_m`` (millions of parameters).
     - ``eval``: the eval result dict (SPEC section 6) or None; ``benchmark``: the benchmark dict
       (SPEC section 6) or None; ``benchmark_plot``: PNG path or None (one is drawn when None).
+    - ``analysis``: an int8 layer analysis (:mod:`vacc_deploy.pipeline.analysis`) or None, with its
+      plot ``analysis_plot`` (PNG path or None).
     - ``crops``, ``builds``, ``stages``: see :class:`CropSet`, :class:`BuildInfo`, :class:`StageInfo`.
     - ``manifest``: the run manifest (``versions``, ``hashes``, ``timings``, anything else).
     - ``notes``: free-form lines shown near the top; ``created``: a timestamp string.
@@ -99,6 +101,8 @@ class ReportData:
     benchmark: dict[str, Any] | None = None
     benchmark_plot: str | None = None
     crops: list[CropSet] = field(default_factory=list)
+    analysis: dict[str, Any] | None = None
+    analysis_plot: str | None = None
     builds: list[BuildInfo] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     stages: list[StageInfo] = field(default_factory=list)
@@ -155,6 +159,8 @@ class ReportData:
         """Replace every image path ``p`` (benchmark plot, crops) by ``fn(p)`` in place."""
         if self.benchmark_plot:
             self.benchmark_plot = fn(self.benchmark_plot)
+        if self.analysis_plot:
+            self.analysis_plot = fn(self.analysis_plot)
         for crop in self.crops:
             for name in CROP_IMAGES:
                 if getattr(crop, name):

@@ -168,6 +168,27 @@ def worst(data: ReportData) -> list[Block]:
     return blocks
 
 
+def layer_analysis(data: ReportData, top: int = 10) -> list[Block]:
+    """The int8 layers that lose most (SQNR of each layer's output against fp32), and the plot."""
+    an = data.analysis
+    if not an:
+        return []
+    from vacc_deploy.pipeline.analysis import ranked_layers
+
+    out = next((r for r in an["layers"] if r["conv_index"] is None), None)
+    text = (f"int8 build {an.get('quant')}, {an.get('images')} calibration samples. SQNR of each int8 layer's "
+            "output against fp32: with the layer quantized alone, and with the errors of every layer before it"
+            + (f"; network output {num(out['accumulated_sqnr_db'], 2)} dB." if out else "."))
+    rows = [[str(r["conv_index"]), r["layer"], num(r["alone_sqnr_db"], 2), num(r["alone_cosine"], 6),
+             num(r["accumulated_sqnr_db"], 2), num(r["accumulated_cosine"], 6)] for r in ranked_layers(an)[:top]]
+    blocks = [Block("h2", "int8 error per layer (worst first)"), Block("p", text),
+              Block("table", headers=["Conv index", "Layer", "SQNR alone (dB)", "cos alone", "SQNR accumulated (dB)",
+                                      "cos accumulated"], rows=rows)]
+    if data.analysis_plot:
+        blocks.append(Block("image", "SQNR per int8 layer (graph order)", path=data.analysis_plot))
+    return blocks
+
+
 def _kv(d: dict[str, Any]) -> list[list[str]]:
     return [[str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True)] for k, v in sorted(d.items())]
 
@@ -209,7 +230,8 @@ def manifest(data: ReportData) -> list[Block]:
 
 def report_blocks(data: ReportData) -> list[Block]:
     """The whole report, in order."""
-    return overview(data) + accuracy(data) + benchmark(data) + worst(data) + builds(data) + manifest(data)
+    return (overview(data) + accuracy(data) + benchmark(data) + worst(data) + layer_analysis(data) + builds(data)
+            + manifest(data))
 
 
 def labels(results: list[dict[str, Any]]) -> list[str]:

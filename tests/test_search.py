@@ -1,0 +1,102 @@
+"""int8 layer analysis and the --target-drop search through the CLI (synthetic lesrcnn_x2 at
+1x3x32x32, random images), and the search's growth and choice rules."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from vacc_deploy.cli import main
+from vacc_deploy.pipeline.search import _choose, _grow
+
+ARGS = ["--weights", "synthetic", "--shape", "1x3x32x32", "--num", "4"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    imgs = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), (5, 5), 0)
+        cv2.imwrite(str(imgs / f"{i}.png"), img)
+    return tmp_path_factory.mktemp("work"), imgs
+
+
+def test_grow_finds_the_smallest_k() -> None:
+    for need in (1, 2, 3, 5, 7, 9):
+        tried: list[int] = []
+
+        def try_k(k: int) -> dict:
+            tried.append(k)
+            return {"meets": k >= need}
+
+        _grow(try_k, 9)
+        assert need in tried and (need == 1 or need - 1 in tried), (need, tried)
+    tried = []
+    _grow(lambda k: tried.append(k) or {"meets": False}, 6)
+    assert tried == [1, 2, 4, 6]
+
+
+def test_choose_prefers_fewest_float_layers_then_drop() -> None:
+    t = [{"meets": True, "float_layers": ["a", "b"], "drop_db": -0.01},
+         {"meets": True, "float_layers": ["a"], "drop_db": -0.05},
+         {"meets": False, "float_layers": [], "drop_db": -0.5}]
+    assert _choose(t) is t[1]
+    assert _choose([t[2], {"meets": False, "float_layers": ["x"], "drop_db": -0.2}])["drop_db"] == -0.2
+
+
+def test_analyze_prints_sorted_layers_and_writes_plot(env, capsys, tmp_path) -> None:
+    work, imgs = env
+    rc = main(["analyze", "lesrcnn_x2", *ARGS, "--calib-images", str(imgs), "--quant", "max",
+               "--workdir", str(work), "--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "network output: SQNR" in out and "alone SQNR" in out
+    data = json.loads((tmp_path / "a.json").read_text())
+    convs = [r for r in data["layers"] if r["conv_index"] is not None]
+    assert len(convs) == 22 and data["images"] == 4  # 26 convs, the 4 edge convs stay float
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    alone = [float(r["alone_sqnr_db"]) for r in convs]
+    ranks = [int(line.split()[1]) for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert [alone[[r["conv_index"] for r in convs].index(i)] for i in ranks] == sorted(alone)
+    assert main(["analyze", "lesrcnn_x2", *ARGS, "--calib-images", str(imgs), "--quant", "max",
+                 "--workdir", str(work)]) == 0
+    assert "(reused)" in capsys.readouterr().out
+
+
+def test_target_drop_search_writes_best_and_is_reused(env, capsys) -> None:
+    work, imgs = env
+    cmd = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--calib-images", str(imgs),
+           "--target-drop", "0", "--max-float-layers", "2", "--workdir", str(work)]
+    assert main(cmd) == 0
+    out = capsys.readouterr().out
+    assert "int8 search for a PSNR drop within 0.0 dB" in out and "float layers" in out
+    search = json.loads(next((work / "lesrcnn_x2" / "search").glob("*.json")).read_text())
+    assert len(search["trials"]) >= 4 and search["chosen"] in search["trials"]
+    assert all(len(t["float_layers"]) <= 4 + 2 for t in search["trials"])
+    chosen = search["chosen"]
+    assert "float    " in out and str(chosen["float_layer_indices"]) in out
+    assert main(cmd) == 0  # the search is cached, the build reused
+    assert "reused (inputs unchanged)" in capsys.readouterr().out
+    assert len(list((work / "lesrcnn_x2" / "search").glob("*.json"))) == 1
+
+
+def test_target_drop_reaches_the_vacc_yaml(env, capsys, monkeypatch) -> None:
+    work, imgs = env
+    monkeypatch.setenv("PATH", "/nonexistent")
+    cmd = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--calib-images", str(imgs),
+           "--target-drop", "0", "--max-float-layers", "2", "--workdir", str(work), "--backend", "auto"]
+    assert main(cmd) == 0
+    search = json.loads(next((work / "lesrcnn_x2" / "search").glob("*.json")).read_text())
+    assert f"skip_conv_layers {search['chosen']['float_layer_indices']}" in capsys.readouterr().out
+
+
+def test_target_drop_bad_inputs(env, capsys) -> None:
+    work, imgs = env
+    base = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--workdir", str(work)]
+    assert main([*base, "--target-drop", "0.1"]) == 2
+    assert "needs calibration images" in capsys.readouterr().err
+    assert main([*base, "--calib-images", str(imgs), "--target-drop", "-1"]) == 2
+    assert "expected a drop in dB" in capsys.readouterr().err
