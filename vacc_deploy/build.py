@@ -106,7 +106,10 @@ def edge_convs(model: onnx.ModelProto) -> list[str]:
 
 def float_layers(model_path: Path, opts: BuildOptions) -> tuple[list[str], list[int]]:
     """(names, sorted 0-based Conv indices) of the Conv layers an int8 build keeps in float."""
-    model = onnx.load(str(model_path), load_external_data=False)
+    return _float_layers_of(onnx.load(str(model_path), load_external_data=False), opts)
+
+
+def _float_layers_of(model: onnx.ModelProto, opts: BuildOptions) -> tuple[list[str], list[int]]:
     convs = conv_nodes(model)
     edges = edge_convs(model) if opts.float_edges else []
     names, _ = resolve_skip_layers(convs, opts.skip_layers)
@@ -185,10 +188,11 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
 
     if opts.int8_ops not in INT8_OP_SETS:
         raise UsageError(f"--int8-ops {opts.int8_ops}: expected one of {', '.join(INT8_OP_SETS)}")
-    names, indices = float_layers(model_path, opts)
+    graph = onnx.load(str(model_path), load_external_data=False)
+    names, indices = _float_layers_of(graph, opts)
+    exclude = names + float_activations(graph, names)
     ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, opts.percentile, row_dir)
     t0 = time.perf_counter()
-    exclude = names + float_activations(onnx.load(str(model_path), load_external_data=False), names)
     quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
                   nodes_to_exclude=exclude, reduce_range=reduce_range, op_types=INT8_OP_SETS[opts.int8_ops])
     _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)

@@ -68,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_row(args.row)
     req = request_from_args(args)
     if req.build.target_drop is not None and req.build.precision == "int8":
-        from vacc_deploy.pipeline.search import search_stage
+        from vacc_deploy.pipeline.search import chosen_request, search_stage
 
-        print_search(*search_stage(config, req, args.workdir)[:2])
+        result, path, _ = search_stage(config, req, args.workdir)
+        print_search(result, path)
+        req = chosen_request(req, result)
     if args.backend == "vacc":
         _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
         _print_vacc(config, vb)

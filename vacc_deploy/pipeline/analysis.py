@@ -41,11 +41,10 @@ class _FirstN:
             yield x
 
 
-def _compute(config: RowConfig, req: ModelRequest, workdir: Path | None, images: int | None,
-             progress: bool) -> dict[str, Any]:
+def _compute(config: RowConfig, req: ModelRequest, workdir: Path | None, exported: Any, built: Any,
+             images: int | None, progress: bool) -> dict[str, Any]:
     from vacc_deploy.quant.analyze import analyze_layers
 
-    exported, built = build_onnx(config, req, workdir)
     spec = ModelSpec(**exported.spec)
     calib = calib_stage(config, spec, exported.input_shape, req, workdir)
     assert calib is not None
@@ -71,10 +70,9 @@ def analysis_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *
     if req.calib.images is None:
         raise UsageError("analyze needs calibration images: pass --calib-images DIR")
     exported, built = build_onnx(config, req, workdir)
-    key = artifacts.stage_key({"format": ANALYSIS_FORMAT, "build": built.manifest.get("key"),
-                               "model": exported.onnx_path.name, "images": images})
+    key = artifacts.stage_key({"format": ANALYSIS_FORMAT, "build": built.manifest.get("key"), "images": images})
     path = artifacts.row_workdir(config.name, workdir) / "analysis" / f"{built.quant}-{key}.json"
-    result, reused = cached_json(path, lambda: _compute(config, req, workdir, images, progress))
+    result, reused = cached_json(path, lambda: _compute(config, req, workdir, exported, built, images, progress))
     png = path.with_suffix(".png")
     if not png.is_file():
         from vacc_deploy.plots import layer_error_plot

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -61,40 +60,43 @@ def validation_pairs(folder: Path, n: int = VAL_IMAGES, seed: int = 0) -> list:
     return [Pair(paths[i].stem, paths[i], None) for i in chosen]
 
 
-def _latency_ms(session: Any, shape: tuple[int, ...]) -> float:
-    """Median wall time (ms) of ``SPEED_RUNS`` runs of a fixed random input, after 2 warm-ups."""
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    for _ in range(2):
-        session.run(x)
-    times = []
-    for _ in range(SPEED_RUNS):
-        t0 = time.perf_counter()
-        session.run(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What every trial of one search shares: the request, the fp32 export, the validation pairs,
+    the fp32 reference score and the target."""
+
+    config: RowConfig
+    req: ModelRequest
+    workdir: Path | None
+    fp32_path: Path
+    pairs: list
+    target: float
+    ref: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _score(config: RowConfig, req: ModelRequest, workdir: Path | None, pairs: list) -> dict[str, Any]:
-    """Mean validation PSNR (Y, standard protocol) and latency of the model ``req`` names."""
+def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
+    """Mean validation PSNR (Y, standard protocol) and p50 latency (ms; 2 untimed runs, then
+    ``SPEED_RUNS`` timed ones of a fixed random input) of the model ``req`` names."""
+    from vacc_deploy.bench import measure
     from vacc_deploy.evaluate import Candidate, evaluate
 
-    up, built = upscaler_for(config, req, workdir, options=SessionOptions())
+    up, built = upscaler_for(s.config, req, s.workdir, options=SessionOptions())
     cand = Candidate(built.precision, built.quant, "onnxruntime", up, built.input_shape[2:])
-    res = evaluate(pairs, [cand], row=config.name, dataset=Path("."), scale=built.spec.scale, progress=False)
-    return {"psnr": res["results"][0]["psnr"], "ms": _latency_ms(up.session, built.input_shape)}
+    res = evaluate(s.pairs, [cand], row=s.config.name, dataset=Path("."), scale=built.spec.scale, progress=False)
+    x = np.random.default_rng(0).random(built.input_shape, dtype=np.float32)
+    timing = measure(up.session, x, iters=SPEED_RUNS, warmup=1)
+    return {"psnr": res["results"][0]["psnr"], "ms": timing["latency_ms"]["p50"]}
 
 
-def _trial(config: RowConfig, req: ModelRequest, opts: BuildOptions, workdir: Path | None, pairs: list,
-           ref: dict[str, Any], target: float) -> dict[str, Any]:
+def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
     from vacc_deploy.build import float_layers
 
-    r = dataclasses.replace(req, build=opts)
-    score = _score(config, r, workdir, pairs)
-    names, indices = float_layers(export_stage(config, req, workdir).onnx_path, opts)
-    drop = score["psnr"] - ref["psnr"]
+    score = _score(s, dataclasses.replace(s.req, build=opts))
+    names, indices = float_layers(s.fp32_path, opts)
+    drop = score["psnr"] - s.ref["psnr"]
     trial = {"quant": opts.quant, "per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
              "float_layers": names, "float_layer_indices": indices, "psnr": score["psnr"], "drop_db": drop,
-             "ms": score["ms"], "speedup": ref["ms"] / score["ms"], "meets": drop >= -MARGIN * target}
+             "ms": score["ms"], "speedup": s.ref["ms"] / score["ms"], "meets": drop >= -MARGIN * s.target}
     log.info("target-drop trial: %s %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.quant,
              "per-channel" if opts.per_channel else "per-tensor", len(names), drop, trial["speedup"],
              " (meets the target)" if trial["meets"] else "")
@@ -123,16 +125,17 @@ def _grow(try_k: Any, limit: int) -> None:
         k = limit if k < limit < 2 * k else 2 * k
 
 
-def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, pairs: list) -> dict[str, Any]:
+def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32_path: Path,
+                pairs: list) -> dict[str, Any]:
     from vacc_deploy.pipeline.analysis import analysis_stage, ranked_layers
 
     target, limit = req.build.target_drop, req.build.max_float_layers
     assert target is not None
     base = dataclasses.replace(req.build, precision="int8", target_drop=None, max_float_layers=None)
     t0 = time.perf_counter()
-    ref = _score(config, req.with_precision("fp32"), workdir, pairs)
-    trials = [_trial(config, req, dataclasses.replace(base, quant=m, per_channel=pc), workdir, pairs, ref, target)
-              for m in METHODS for pc in (True, False)]
+    s = _Setup(config, req, workdir, fp32_path, pairs, target)
+    s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
+    trials = [_trial(s, dataclasses.replace(base, quant=m, per_channel=pc)) for m in METHODS for pc in (True, False)]
     ranking: list[str] = []
     best = _choose(trials)
     if not best["meets"]:
@@ -143,7 +146,7 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, pair
 
         def try_k(k: int) -> dict[str, Any]:
             opts = dataclasses.replace(best_opts, skip_layers=tuple(base.skip_layers) + tuple(ranking[:k]))
-            trials.append(_trial(config, req, opts, workdir, pairs, ref, target) | {"k": k})
+            trials.append(_trial(s, opts) | {"k": k})
             return trials[-1]
 
         _grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
@@ -151,7 +154,7 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, pair
     return {"format": SEARCH_FORMAT, "row": config.name, "target_drop_db": target, "margin": MARGIN,
             "max_float_layers": limit,
             "validation": {"folder": str(req.calib.images), "images": [p.name for p in pairs]},
-            "fp32": ref, "trials": trials, "ranking": ranking, "chosen": chosen, "met": chosen["meets"],
+            "fp32": s.ref, "trials": trials, "ranking": ranking, "chosen": chosen, "met": chosen["meets"],
             "seconds": time.perf_counter() - t0}
 
 
@@ -172,13 +175,23 @@ def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
     calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, workdir)
     pairs = validation_pairs(req.calib.images, seed=req.calib.seed)
     key = artifacts.stage_key({
-        "format": SEARCH_FORMAT, "build_format": BUILD_FORMAT, "model": exported.onnx_path.parent.name, "calib": calib.sha256 if calib else None,
-        "validation": [str(p.hr_path) for p in pairs], "target": b.target_drop, "margin": MARGIN, "max_float": b.max_float_layers,
+        "format": SEARCH_FORMAT, "build_format": BUILD_FORMAT, "model": exported.onnx_path.parent.name,
+        "calib": calib.sha256 if calib else None, "validation": [str(p.hr_path) for p in pairs],
+        "target": b.target_drop, "margin": MARGIN, "max_float": b.max_float_layers,
         "options": dataclasses.asdict(dataclasses.replace(b, precision="int8", quant=None, per_channel=True)),
         "versions": artifacts.tool_versions()})
     path = artifacts.row_workdir(config.name, workdir) / "search" / f"drop{b.target_drop:g}-{key}.json"
-    result, reused = cached_json(path, lambda: _run_search(config, req, workdir, pairs))
+    result, reused = cached_json(path, lambda: _run_search(config, req, workdir, exported.onnx_path, pairs))
     return result, path, reused
+
+
+def chosen_request(req: ModelRequest, result: dict[str, Any]) -> ModelRequest:
+    """``req`` with its ``--target-drop`` replaced by the build options a search ``result`` chose
+    (method, per-channel, layers kept in float)."""
+    c = result["chosen"]
+    opts = dataclasses.replace(req.build, quant=c["quant"], per_channel=c["per_channel"],
+                               skip_layers=tuple(c["skip_layers"]), target_drop=None, max_float_layers=None)
+    return dataclasses.replace(req, build=opts)
 
 
 def resolve_target_drop(config: RowConfig, req: ModelRequest, workdir: Path | None) -> ModelRequest:
@@ -187,8 +200,4 @@ def resolve_target_drop(config: RowConfig, req: ModelRequest, workdir: Path | No
     b = req.build
     if b.target_drop is None or b.precision != "int8":
         return req
-    result, _, _ = search_stage(config, req, workdir)
-    c = result["chosen"]
-    opts = dataclasses.replace(b, quant=c["quant"], per_channel=c["per_channel"], skip_layers=tuple(c["skip_layers"]),
-                               target_drop=None, max_float_layers=None)
-    return dataclasses.replace(req, build=opts)
+    return chosen_request(req, search_stage(config, req, workdir)[0])
