@@ -112,3 +112,22 @@ def test_sr_like_graph_end_to_end(images, tmp_path):
     assert {"QuantizeLinear", "DepthToSpace", "LeakyRelu"} <= {n.op_type for n in q.graph.node}
     ref, got = _run(model, images[0]), _run(tmp_path / "sr_q.onnx", images[0])
     assert np.abs(ref - got).max() < 0.03 * np.abs(ref).max()
+
+
+def test_float_nodes_read_float_tensors(tiny_model, ranges, images, tmp_path):
+    """With only Conv/Relu int8, the residual Add reads the float input and the float output of c2
+    (ORT alone routes both through Q/DQ pairs), and no Q/DQ pair is left without a reader."""
+    from vacc_deploy.quant import INT8_OP_SETS
+
+    out = tmp_path / "q.onnx"
+    quantize_int8(tiny_model, out, ranges, op_types=INT8_OP_SETS["compute"])
+    model = onnx.load(str(out))
+    add = next(n for n in model.graph.node if n.op_type == "Add")
+    assert sorted(add.input) == ["t3", "x"]
+    read = {i for n in model.graph.node for i in n.input} | {"y"}
+    assert all(o in read for n in model.graph.node for o in n.output)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert all(n.input[0].endswith("_DequantizeLinear_Output") for n in convs)
+    x = images[0]
+    ref, got = _run(tiny_model, x), _run(out, x)
+    assert 0 < np.abs(ref - got).max() < 0.05

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,6 +101,47 @@ def untie_initializers(model: onnx.ModelProto) -> int:
     return copies
 
 
+def float_reads_float(model: onnx.ModelProto, is_int8: Callable[[onnx.NodeProto], bool]) -> int:
+    """Make every float node read the float tensor instead of its Q/DQ (rounded, clipped) copy.
+
+    ONNX Runtime's QDQ quantizer routes *every* consumer of a quantized activation through its
+    QuantizeLinear -> DequantizeLinear pair, and gives a Conv's output a Q/DQ pair even when only
+    float ops read it. A float op (``is_int8(node)`` false: not in the quantized op set, or kept
+    float) then computes on rounded, range-clipped values that no int8 kernel needs: a residual Add
+    carries the clipping of the next conv's input range to the output, a LeakyRelu after a conv is
+    fed the conv's clipped output range. Rewires such inputs to the tensor before the pair, then
+    drops the Q/DQ nodes left without readers (a Conv whose readers are all float keeps a float
+    output: ONNX Runtime cannot fuse it into QLinearConv, which costs it the int8 output kernel).
+    Graph outputs and QuantizeLinear readers are left alone. Edits ``model`` in place; returns how
+    many inputs were rewired.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or is_int8(node):
+            continue
+        for j, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[j] = q.input[0]
+                rewired += 1
+    _drop_unread_qdq(model)
+    return rewired
+
+
+def _drop_unread_qdq(model: onnx.ModelProto) -> None:
+    """Remove Q/DQ nodes none of whose outputs is read by a node or is a graph output."""
+    while True:
+        read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in read for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            model.graph.node.remove(n)
+
+
 def quantize_int8(
     fp32_model_path: str | Path,
     out_path: str | Path,
@@ -113,8 +154,9 @@ def quantize_int8(
     """Write a QDQ int8 model of ``fp32_model_path`` to ``out_path`` using ``ranges``.
 
     ``ranges`` maps every tensor :func:`select_tensors` picks for ``op_types`` (on non-excluded
-    nodes) to (min, max). Nodes named in ``nodes_to_exclude`` stay float. Raises UsageError /
-    BuildError; never leaves a partial ``out_path``.
+    nodes) to (min, max). Nodes named in ``nodes_to_exclude`` stay float, and float
+    nodes read float tensors (:func:`float_reads_float`). Raises UsageError / BuildError; never
+    leaves a partial ``out_path``.
 
     ``reduce_range`` quantizes weights to 7 bits. ONNX Runtime's fused u8s8 CPU kernels can saturate
     on x86-64 CPUs without VNNI (AVX2 only): the QDQ model itself is exact to its ranges, but running
@@ -139,6 +181,9 @@ def quantize_int8(
         raise
     except Exception as exc:
         raise BuildError(f"ONNX Runtime QDQ quantization failed: {exc}") from exc
+    excluded = set(nodes_to_exclude)
+    float_reads_float(quantizer.model.model, lambda n: n.op_type in op_types and n.name not in excluded)
+    quantizer.model.remove_unused_constant()
     with _atomic_path(out_path) as tmp:
         quantizer.model.save_model_to_file(str(tmp), False)
 
