@@ -3,7 +3,10 @@ method) on Set5 and Set14 with official weights, int8 calibrated on RealSRSet cr
 evaluation sets). Prints a Markdown table and writes the eval JSONs.
 
 Usage: python scripts/accuracy_table.py [--rows a,b] [--quant percentile,kl_divergence] [--num 50]
-           [--workdir DIR] [--out DIR] [extra eval options, e.g. --int8-edges]
+           [--weights official|house] [--datasets DIR,DIR] [--workdir DIR] [--out DIR]
+           [extra eval options, e.g. --int8-edges, --shape 1x3x256x256]
+--weights house evaluates the project's own trained weights (docs/house_weights.md); --datasets
+replaces Set5,Set14 (e.g. blurred copies from scripts/blur_dataset.py for edsr_x1_deblur).
 Exit 1 when fp16 loses more than 0.02 dB or the best int8 method more than 0.30 dB on a set.
 """
 
@@ -25,6 +28,8 @@ def main() -> int:
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--quant", default="percentile,kl_divergence")
     ap.add_argument("--num", default="50")
+    ap.add_argument("--weights", choices=("official", "house"), default="official")
+    ap.add_argument("--datasets", default=None, help="comma-separated dataset folders (default Set5,Set14)")
     ap.add_argument("--workdir", default="work")
     ap.add_argument("--out", type=Path, default=Path("work/accuracy"))
     args, extra = ap.parse_known_args()
@@ -33,11 +38,14 @@ def main() -> int:
     lines = ["| row | set | precision | method | PSNR | SSIM | dPSNR | dSSIM | fidelity PSNR |",
              "|---|---|---|---|---|---|---|---|---|"]
     bad = 0
+    datasets = ([Path(d) for d in args.datasets.split(",")] if args.datasets
+                else [SHARED / "images" / "Set5", SHARED / "images" / "Set14"])
     for row in args.rows.split(","):
-        weights = SHARED / "weights" / load_row(row).weights.official.file
-        for ds in ("Set5", "Set14"):
+        weights = "house" if args.weights == "house" else str(SHARED / "weights" / load_row(row).weights.official.file)
+        for folder in datasets:
+            ds = folder.name
             out = args.out / f"{row}_{ds}.json"
-            rc = cli(["eval", row, "--weights", str(weights), "--dataset", str(SHARED / "images" / ds),
+            rc = cli(["eval", row, "--weights", weights, "--dataset", str(folder),
                       "--precisions", "fp32,fp16,int8", "--quant", args.quant, "--calib-images",
                       str(SHARED / "images" / "RealSRSet"), "--num", args.num, "--workdir", args.workdir,
                       "--json", str(out), *extra])

@@ -27,7 +27,7 @@ from vacc_deploy.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-BUILD_FORMAT = 5
+BUILD_FORMAT = 6
 RANGES_FORMAT = 2  # bump when a calibration method's rule changes
 
 

@@ -131,3 +131,18 @@ def test_float_nodes_read_float_tensors(tiny_model, ranges, images, tmp_path):
     x = images[0]
     ref, got = _run(tiny_model, x), _run(out, x)
     assert 0 < np.abs(ref - got).max() < 0.05
+
+
+def test_float_conv_after_folded_relu_keeps_the_relu(tiny_model, ranges, images, tmp_path):
+    """ORT deletes the Relu r1 after the int8 conv c1 (its output name t2 goes to c1; the Relu lives
+    on in the Q/DQ pair's clipping at 0): the float conv c2 must keep reading that pair."""
+    from vacc_deploy.quant import INT8_OP_SETS
+
+    out = tmp_path / "q.onnx"
+    quantize_int8(tiny_model, out, ranges, op_types=INT8_OP_SETS["compute"], nodes_to_exclude=["c2"])
+    model = onnx.load(str(out))
+    assert "r1" not in {n.name for n in model.graph.node}
+    c2 = next(n for n in model.graph.node if n.name == "c2")
+    assert c2.input[0].endswith("_DequantizeLinear_Output")
+    x = images[0]
+    assert np.abs(_run(tiny_model, x) - _run(out, x)).max() < 0.05

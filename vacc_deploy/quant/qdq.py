@@ -101,7 +101,8 @@ def untie_initializers(model: onnx.ModelProto) -> int:
     return copies
 
 
-def float_reads_float(model: onnx.ModelProto, is_int8: Callable[[onnx.NodeProto], bool]) -> int:
+def float_reads_float(model: onnx.ModelProto, is_int8: Callable[[onnx.NodeProto], bool],
+                      made_by: Mapping[str, str]) -> int:
     """Make every float node read the float tensor instead of its Q/DQ (rounded, clipped) copy.
 
     ONNX Runtime's QDQ quantizer routes *every* consumer of a quantized activation through its
@@ -112,8 +113,11 @@ def float_reads_float(model: onnx.ModelProto, is_int8: Callable[[onnx.NodeProto]
     fed the conv's clipped output range. Rewires such inputs to the tensor before the pair, then
     drops the Q/DQ nodes left without readers (a Conv whose readers are all float keeps a float
     output: ONNX Runtime cannot fuse it into QLinearConv, which costs it the int8 output kernel).
-    Graph outputs and QuantizeLinear readers are left alone. Edits ``model`` in place; returns how
-    many inputs were rewired.
+    Graph outputs and QuantizeLinear readers are left alone. ``made_by`` maps each tensor of the
+    float model to the op type that produced it: a pair is bypassed only when the tensor before it
+    is still made by that op type (ORT deletes a Relu/Clip after a quantized Conv and gives its
+    output name to the Conv, the activation then living only in the pair's clipping: that pair
+    stays). Edits ``model`` in place; returns how many inputs were rewired.
     """
     producer = {o: n for n in model.graph.node for o in n.output}
     rewired = 0
@@ -123,11 +127,21 @@ def float_reads_float(model: onnx.ModelProto, is_int8: Callable[[onnx.NodeProto]
         for j, name in enumerate(node.input):
             dq = producer.get(name)
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[j] = q.input[0]
+            src = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+            if src is not None and _op_of(producer.get(src)) == made_by.get(src):
+                node.input[j] = src
                 rewired += 1
     _drop_unread_qdq(model)
     return rewired
+
+
+def _op_of(node: onnx.NodeProto | None) -> str | None:
+    return None if node is None else node.op_type
+
+
+def producer_ops(model: onnx.ModelProto) -> dict[str, str]:
+    """Tensor name -> op type of the node that produces it (graph inputs and initializers absent)."""
+    return {o: n.op_type for n in model.graph.node for o in n.output}
 
 
 def _drop_unread_qdq(model: onnx.ModelProto) -> None:
@@ -169,6 +183,7 @@ def quantize_int8(
     untie_initializers(model)
     model = infer_shapes(model)
     _check_request(model, ranges, list(nodes_to_exclude), list(op_types))
+    made_by = producer_ops(model)
     try:
         model = update_opset_version(model, QuantType.QInt8, QuantType.QUInt8)
         quantizer = QDQQuantizer(
@@ -182,7 +197,8 @@ def quantize_int8(
     except Exception as exc:
         raise BuildError(f"ONNX Runtime QDQ quantization failed: {exc}") from exc
     excluded = set(nodes_to_exclude)
-    float_reads_float(quantizer.model.model, lambda n: n.op_type in op_types and n.name not in excluded)
+    float_reads_float(quantizer.model.model, lambda n: n.op_type in op_types and n.name not in excluded,
+                      made_by)
     quantizer.model.remove_unused_constant()
     with _atomic_path(out_path) as tmp:
         quantizer.model.save_model_to_file(str(tmp), False)
