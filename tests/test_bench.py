@@ -91,6 +91,36 @@ def test_count_model_calls_matches_tiling() -> None:
     assert count_model_calls((100, 40), spec, (4, 3, 8, 8), 4) == (sess.calls, -(-sess.calls // 4))
 
 
+def test_end_to_end_sums_over_images() -> None:
+    from vacc_deploy.bench import end_to_end
+    from vacc_deploy.infer import Upscaler
+
+    sess = CountingSession()
+    up = Upscaler(sess, ModelSpec(scale=2, size_multiple=1), overlap=2)
+    images = [np.zeros((20, 12, 3), np.float32), np.zeros((8, 8, 3), np.float32)]
+    one = end_to_end(up, images[:1], model_p50_ms=1.0, repeats=2)
+    both = end_to_end(up, images, model_p50_ms=1.0, repeats=2)
+    assert one["lr_hw"] == [20, 12] and "lr_hw" not in both and both["images"] == 2
+    calls = [count_model_calls(im.shape[:2], up.spec, sess.input_shape, 2)[1] for im in images]
+    assert both["model_calls"] == sum(calls) and both["tiling_overhead"] == pytest.approx(both["ms"] / sum(calls))
+    assert both["megapixels_per_s"] == pytest.approx((20 * 12 + 8 * 8) * 4 / 1e6 / (both["ms"] / 1e3))
+
+
+def test_end_to_end_images_of_an_evaluation_folder(tmp_path: Path) -> None:
+    import cv2
+
+    from vacc_deploy.bench_worker import end_to_end_images
+
+    srf = tmp_path / "Set2" / "image_SRF_2"
+    srf.mkdir(parents=True)
+    for i in (1, 2):
+        cv2.imwrite(str(srf / f"img_00{i}_SRF_2_HR.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(srf / f"img_00{i}_SRF_2_LR.png"), np.zeros((4, 4, 3), np.uint8))
+    assert [p.name for p in end_to_end_images(tmp_path / "Set2", 2)] == ["img_001_SRF_2_LR.png", "img_002_SRF_2_LR.png"]
+    assert len(end_to_end_images(srf, 3)) == 4  # no pairs at x3: every image in the folder
+    assert end_to_end_images(srf / "img_001_SRF_2_LR.png", 2) == [srf / "img_001_SRF_2_LR.png"]
+
+
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory) -> tuple[dict, Path]:
     tmp = tmp_path_factory.mktemp("bench")

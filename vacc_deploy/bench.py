@@ -19,7 +19,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -175,18 +175,29 @@ def count_model_calls(image_hw: tuple[int, int], spec, input_shape: tuple[int, .
     return tiles, -(-tiles // input_shape[0])
 
 
-def end_to_end(upscaler, rgb: np.ndarray, model_p50_ms: float, repeats: int = 3) -> dict[str, Any]:
-    """Time one whole image through ``upscaler`` (pre-processing, padding, tiling, blending,
-    post-processing): 1 untimed call, then the median of ``repeats`` timed calls, in ms.
+def end_to_end(upscaler, images: Sequence[np.ndarray], model_p50_ms: float, repeats: int = 3) -> dict[str, Any]:
+    """Time whole LR images (H, W, 3 RGB arrays) through ``upscaler`` (pre-processing, padding,
+    tiling, blending, post-processing): per image 1 untimed call, then the median of ``repeats``
+    timed calls (ms); the figures are summed over the images.
 
-    ``tiling_overhead`` = end-to-end / (model calls × ``model_p50_ms``): 1.0 means the model's time
-    alone; None for whole-image backends (their model time at the image size was not measured).
+    ``megapixels_per_s`` is output pixels (10^6) over the summed time; ``tiling_overhead`` =
+    end-to-end / (model calls × ``model_p50_ms``): 1.0 means the model's time alone; None for
+    whole-image backends (their model time at the image size was not measured). ``lr_hw`` is
+    the image's size when there is one image.
     """
-    upscaler(rgb)
-    ms = float(np.median([_timed(lambda: upscaler(rgb))[0] for _ in range(max(1, repeats))]))
-    session = upscaler.session
-    tiles, calls = count_model_calls(rgb.shape[:2], upscaler.spec, session.input_shape, upscaler.overlap)
+    if not images:
+        raise UsageError("end-to-end timing needs at least one image")
+    session, scale = upscaler.session, upscaler.spec.scale
+    ms = tiles = calls = out_px = 0
+    for rgb in images:
+        upscaler(rgb)
+        ms += float(np.median([_timed(lambda: upscaler(rgb))[0] for _ in range(max(1, repeats))]))
+        t, c = count_model_calls(rgb.shape[:2], upscaler.spec, session.input_shape, upscaler.overlap)
+        tiles, calls, out_px = tiles + t, calls + c, out_px + rgb.shape[0] * rgb.shape[1] * scale * scale
     whole = session.input_shape is None
-    return {"ms": ms, "lr_hw": list(rgb.shape[:2]), "tiles": tiles, "model_calls": calls,
-            "repeats": max(1, repeats),
-            "tiling_overhead": None if whole else ms / (calls * model_p50_ms)}
+    out = {"ms": ms, "images": len(images), "tiles": tiles, "model_calls": calls, "repeats": max(1, repeats),
+           "megapixels_per_s": out_px / 1e6 / (ms / 1e3),
+           "tiling_overhead": None if whole else ms / (calls * model_p50_ms)}
+    if len(images) == 1:
+        out["lr_hw"] = list(images[0].shape[:2])
+    return out

@@ -55,6 +55,22 @@ def _open(job: BenchJob):
     return built, open_session(job.backend, built, SessionOptions(threads=job.threads))
 
 
+def end_to_end_images(path: Path, scale: int) -> list[Path]:
+    """The LR images ``--image`` names: the file itself; for a folder in an evaluation layout
+    (``find_pairs``, e.g. Set14), its LR images at ``scale``; else every image in the folder."""
+    from vacc_deploy.errors import DatasetError
+    from vacc_deploy.imaging.datasets import find_pairs, images_at
+
+    if path.is_dir():
+        try:
+            lr = [p.lr_path for p in find_pairs(path, scale) if p.lr_path is not None]
+        except DatasetError:
+            lr = []
+        if lr:
+            return lr
+    return images_at(path, "--image")
+
+
 def measure_job(job: BenchJob) -> dict[str, Any]:
     """Open the session and measure it (in this process). Returns :func:`bench.measure`'s dict plus
     ``session_open_ms``, ``cpu_probe_ms`` {before, after} (see :func:`bench.cpu_probe_ms`),
@@ -75,9 +91,9 @@ def measure_job(job: BenchJob) -> dict[str, Any]:
         from vacc_deploy.imaging.io import read_image
         from vacc_deploy.infer import Upscaler
 
-        rgb = read_image(Path(job.image)).rgb
+        images = [read_image(p).rgb for p in end_to_end_images(Path(job.image), built.spec.scale)]
         up = Upscaler(session, built.spec, job.overlap)
-        result["end_to_end"] = bench.end_to_end(up, rgb, result["latency_ms"]["p50"], min(3, job.iters))
+        result["end_to_end"] = bench.end_to_end(up, images, result["latency_ms"]["p50"], min(3, job.iters))
         result["peak_rss_mb"] = bench.peak_rss_mb()
     result["cpu_probe_ms"] = {"before": probe_before, "after": bench.cpu_probe_ms()}
     result["torch_imported"] = "torch" in sys.modules

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="untimed runs after the first run (default 3)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results as JSON")
     parser.add_argument("--image", type=Path, default=None, metavar="PATH",
-                        help="also time this LR image end to end (tiling, pre/post-processing)")
+                        help="also time this LR image end to end (tiling, pre/post-processing); a folder: "
+                             "all its images (an evaluation set such as Set14: its LR images at the row's scale)")
     parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="bar plot of images/s")
     add_model_args(parser, backends=None, multi=True)
 
@@ -80,17 +81,18 @@ def print_table(doc: dict[str, Any]) -> None:
               f"{r['gflops_per_s']:>8.1f} {_probe(r):>9}")
     for e in doc.get("end_to_end", {}).get("results", []):
         over = "-" if e["tiling_overhead"] is None else f"{e['tiling_overhead']:.2f}x"
+        what = f"{e['lr_hw'][0]}x{e['lr_hw'][1]}" if "lr_hw" in e else f"{e['images']} images"
         print(f"end-to-end {e['backend']}/{e['precision']}{'/' + e['quant'] if e['quant'] else ''}: "
-              f"{e['ms']:.1f} ms for {e['lr_hw'][0]}x{e['lr_hw'][1]} ({e['tiles']} tiles, "
-              f"{e['model_calls']} calls), tiling overhead {over}")
+              f"{e['ms']:.1f} ms for {what} ({e['tiles']} tiles, {e['model_calls']} calls), "
+              f"{e['megapixels_per_s']:.3f} MP/s, tiling overhead {over}")
 
 
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy import artifacts
 
     config = load_row(args.row)
-    if args.image is not None and not args.image.is_file():
-        raise UsageError(f"--image {args.image}: no such file")
+    if args.image is not None and not args.image.exists():
+        raise UsageError(f"--image {args.image}: no such file or folder")
     doc = benchmark(config, args)
     print_table(doc)
     if args.json:
