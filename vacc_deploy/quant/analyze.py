@@ -32,8 +32,8 @@ from onnx import helper
 
 from vacc_deploy.errors import BuildError
 from vacc_deploy.quant.collect import DEFAULT_MAX_BYTES_PER_RUN, infer_shapes, plan_groups, tensor_nbytes
+from vacc_deploy.quant.qdq import QDQ_OPS, producers
 
-_QDQ = ("QuantizeLinear", "DequantizeLinear")
 OUTPUT_LAYER = "<network output>"
 
 
@@ -105,11 +105,11 @@ class _Probe:
 
 def quantized_convs(qdq: onnx.ModelProto) -> list[str]:
     """Names of the Conv nodes whose weights are dequantized int8 (the int8 layers), graph order."""
-    producers = {o: n for n in qdq.graph.node for o in n.output}
+    made = producers(qdq)
     out = []
     for node in qdq.graph.node:
         if node.op_type == "Conv" and len(node.input) > 1:
-            p = producers.get(node.input[1])
+            p = made.get(node.input[1])
             if p is not None and p.op_type == "DequantizeLinear":
                 out.append(node.name)
     return out
@@ -118,17 +118,17 @@ def quantized_convs(qdq: onnx.ModelProto) -> list[str]:
 def _cone(qdq: onnx.ModelProto, conv: onnx.NodeProto) -> list[onnx.NodeProto]:
     """The Conv plus the Q/DQ nodes feeding it (back to a float activation or initializers) and its
     output Q/DQ pair, in the int8 graph's (topological) order."""
-    producers = {o: n.name for n in qdq.graph.node for o in n.output}
+    made_by_name = {o: n.name for n in qdq.graph.node for o in n.output}
     by_name = {n.name: n for n in qdq.graph.node}
     wanted = {conv.name}
     stack = list(conv.input)
     while stack:
-        p = producers.get(stack.pop())
-        if p is not None and by_name[p].op_type in _QDQ and p not in wanted:
+        p = made_by_name.get(stack.pop())
+        if p is not None and by_name[p].op_type in QDQ_OPS and p not in wanted:
             wanted.add(p)
             stack.extend(by_name[p].input)
     tail_in = conv.output[0]
-    for op in _QDQ:
+    for op in QDQ_OPS:
         nxt = next((n for n in qdq.graph.node if n.op_type == op and tail_in in n.input[:1]), None)
         if nxt is None:
             break

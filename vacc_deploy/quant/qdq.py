@@ -25,6 +25,8 @@ from vacc_deploy.quant.collect import DEFAULT_OP_TYPES, infer_shapes, select_ten
 
 log = logging.getLogger(__name__)
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
 
 @contextmanager
 def _atomic_path(out_path: str | Path) -> Iterator[Path]:
@@ -119,29 +121,30 @@ def float_reads_float(model: onnx.ModelProto, is_int8: Callable[[onnx.NodeProto]
     output name to the Conv, the activation then living only in the pair's clipping: that pair
     stays). Edits ``model`` in place; returns how many inputs were rewired.
     """
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model)
     rewired = 0
     for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or is_int8(node):
+        if node.op_type in QDQ_OPS or is_int8(node):
             continue
         for j, name in enumerate(node.input):
             dq = producer.get(name)
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
             src = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
-            if src is not None and _op_of(producer.get(src)) == made_by.get(src):
+            if src is not None and getattr(producer.get(src), "op_type", None) == made_by.get(src):
                 node.input[j] = src
                 rewired += 1
     _drop_unread_qdq(model)
     return rewired
 
 
-def _op_of(node: onnx.NodeProto | None) -> str | None:
-    return None if node is None else node.op_type
+def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """Tensor name -> the node that produces it (graph inputs and initializers absent)."""
+    return {o: n for n in model.graph.node for o in n.output}
 
 
 def producer_ops(model: onnx.ModelProto) -> dict[str, str]:
     """Tensor name -> op type of the node that produces it (graph inputs and initializers absent)."""
-    return {o: n.op_type for n in model.graph.node for o in n.output}
+    return {t: n.op_type for t, n in producers(model).items()}
 
 
 def _drop_unread_qdq(model: onnx.ModelProto) -> None:
@@ -149,7 +152,7 @@ def _drop_unread_qdq(model: onnx.ModelProto) -> None:
     while True:
         read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
         dead = [n for n in model.graph.node
-                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in read for o in n.output)]
+                if n.op_type in QDQ_OPS and not any(o in read for o in n.output)]
         if not dead:
             return
         for n in dead:
