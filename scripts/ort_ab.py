@@ -2,12 +2,18 @@
 docs/ort_tuning.md): variants run in turn (A, B, C, A, B, C, ...) so load drift hits each alike;
 prints each variant's median latency and its ratio to the first (the current defaults).
 
+With --profile, instead: where the time goes with today's defaults, per operator type (ORT's
+profiler, kernel time per run), for one or several models.
+
 Usage: python scripts/ort_ab.py MODEL.onnx [--rounds 20] [--warmup 3]
+       python scripts/ort_ab.py --profile MODEL.onnx [MODEL.onnx ...] [--rounds 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import statistics
 import sys
 import time
@@ -32,12 +38,41 @@ def _variants(accurate: bool) -> dict[str, ort.SessionOptions]:
             "EXTENDED optimisation, no mem pattern": ext}
 
 
+def profile(model: Path, rounds: int) -> dict[str, float]:
+    """Kernel time (ms per run) of each operator type of ``model`` under today's session options,
+    from ORT's profiler over ``rounds`` runs (one untimed run first); sorted, largest first."""
+    opts = session_options(None, int8_8bit_weights(model) and x86_without_vnni())
+    opts.enable_profiling = True
+    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = np.random.default_rng(0).random(inp.shape, dtype=np.float32)
+    for _ in range(1 + rounds):
+        sess.run(None, {inp.name: x})
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    first_timed = sorted(e["ts"] for e in events if e.get("name") == "model_run")[1]
+    total: collections.Counter[str] = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= first_timed:
+            total[e["args"]["op_name"]] += e["dur"]
+    return {op: us / rounds / 1e3 for op, us in total.most_common()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path)
+    ap.add_argument("model", type=Path, nargs="+")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    if args.profile:
+        for model in args.model:
+            ops = profile(model, args.rounds)
+            print(f"{model}: kernel time {sum(ops.values()):.1f} ms/run: "
+                  + ", ".join(f"{op} {ms:.1f}" for op, ms in ops.items()))
+        return 0
+    args.model = args.model[0]
     accurate = int8_8bit_weights(args.model) and x86_without_vnni()
     sessions = {k: ort.InferenceSession(str(args.model), o, providers=["CPUExecutionProvider"])
                 for k, o in _variants(accurate).items()}
