@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vacc_deploy.cli import main
-from vacc_deploy.pipeline.search import _choose, _grow
+from vacc_deploy.pipeline.search import SPEED_GAIN, _choose, _grow, fast_variants
 
 ARGS = ["--weights", "synthetic", "--shape", "1x3x32x32", "--num", "4"]
 
@@ -41,11 +41,35 @@ def test_grow_finds_the_smallest_k() -> None:
 
 
 def test_choose_prefers_fewest_float_layers_then_drop() -> None:
-    t = [{"meets": True, "float_layers": ["a", "b"], "drop_db": -0.01},
-         {"meets": True, "float_layers": ["a"], "drop_db": -0.05},
-         {"meets": False, "float_layers": [], "drop_db": -0.5}]
+    t = [{"meets": True, "float_layers": ["a", "b"], "drop_db": -0.01, "speedup": 1.0},
+         {"meets": True, "float_layers": ["a"], "drop_db": -0.05, "speedup": 1.0},
+         {"meets": False, "float_layers": [], "drop_db": -0.5, "speedup": 3.0}]
     assert _choose(t) is t[1]
     assert _choose([t[2], {"meets": False, "float_layers": ["x"], "drop_db": -0.2}])["drop_db"] == -0.2
+
+
+def test_choose_takes_a_clearly_faster_trial_that_meets_the_target() -> None:
+    first = {"meets": True, "float_layers": ["a"], "drop_db": -0.01, "speedup": 1.0}
+    noise = {"meets": True, "float_layers": ["a"], "drop_db": -0.02, "speedup": SPEED_GAIN * 0.99}
+    fast = {"meets": True, "float_layers": ["a", "b"], "drop_db": -0.03, "speedup": 1.6}
+    too_lossy = {"meets": False, "float_layers": ["a"], "drop_db": -0.5, "speedup": 3.0}
+    assert _choose([first, noise, too_lossy]) is first
+    assert _choose([first, noise, fast, too_lossy]) is fast
+
+
+@pytest.mark.parametrize("vnni_missing", [True, False])
+def test_fast_variants(monkeypatch, vnni_missing: bool) -> None:
+    from vacc_deploy import artifacts
+    from vacc_deploy.build import BuildOptions
+
+    monkeypatch.setattr(artifacts, "x86_without_vnni", lambda: vnni_missing)
+    got = fast_variants(BuildOptions(precision="int8"))
+    if vnni_missing:
+        assert got == [{"int8_ops": "compute", "reduce_range": "on"}, {"int8_ops": "all", "reduce_range": "off"},
+                       {"int8_ops": "all", "reduce_range": "on"}]
+    else:
+        assert got == [{"int8_ops": "all", "reduce_range": "off"}]
+    assert fast_variants(BuildOptions(precision="int8", int8_ops="all", reduce_range="on")) == []
 
 
 def test_analyze_prints_sorted_layers_and_writes_plot(env, capsys, tmp_path) -> None:
@@ -76,6 +100,9 @@ def test_target_drop_search_writes_best_and_is_reused(env, capsys) -> None:
     search = json.loads(next((work / "lesrcnn_x2" / "search").glob("*.json")).read_text())
     assert len(search["trials"]) >= 4 and search["chosen"] in search["trials"]
     assert all(len(t["float_layers"]) <= 4 + 2 for t in search["trials"])
+    builds = {(t["int8_ops"], t["weight_bits"]) for t in search["trials"]}
+    assert ("all", 8) in builds  # the faster builds of the choice were tried
+    assert f"{search['chosen']['weight_bits']}-bit {search['chosen']['int8_ops']}" in out
     chosen = search["chosen"]
     assert "float    " in out and str(chosen["float_layer_indices"]) in out
     assert main(cmd) == 0  # the search is cached, the build reused

@@ -48,15 +48,20 @@ def print_search(result: dict, path) -> None:
           f"drop within {result['margin'] * result['target_drop_db']:g} dB) on "
           f"{len(result['validation']['images'])} validation images of {result['validation']['folder']} "
           f"(fp32 {result['fp32']['psnr']:.3f} dB, {result['fp32']['ms']:.1f} ms)")
-    head = f"{'method':<14} {'weights':<11} {'float':>5} {'dPSNR':>7} {'ms':>8} {'x fp32':>6}  float layers (Conv indices)"
+    head = (f"{'method':<14} {'weights':<11} {'int8 build':<13} {'float':>5} {'dPSNR':>7} {'ms':>8} {'x fp32':>6}  "
+            "float layers (Conv indices)")
     print(head)
     print("-" * len(head))
     for t in result["trials"]:
         mark = "*" if t == result["chosen"] else " "
-        print(f"{t['quant']:<14} {'per-channel' if t['per_channel'] else 'per-tensor':<11} {len(t['float_layers']):>5} "
+        build = f"{t['weight_bits']}-bit {t['int8_ops']}"
+        print(f"{t['quant']:<14} {'per-channel' if t['per_channel'] else 'per-tensor':<11} {build:<13} "
+              f"{len(t['float_layers']):>5} "
               f"{t['drop_db']:>+7.3f} {t['ms']:>8.1f} {t['speedup']:>6.2f}{mark} {t['float_layer_indices']}")
     verdict = "met" if result["met"] else "NOT met (best candidate kept)"
-    print(f"target {verdict}: chosen * = {result['chosen']['quant']}, {result['chosen']['drop_db']:+.3f} dB, "
+    c = result["chosen"]
+    print(f"target {verdict}: chosen * = {c['quant']}, {c['weight_bits']}-bit weights, {c['int8_ops']} ops, "
+          f"{c['drop_db']:+.3f} dB, {c['speedup']:.2f}x fp32, "
           f"float layers {result['chosen']['float_layer_indices']}; search {path}")
 
 

@@ -12,7 +12,10 @@ Search (every trial is an ordinary cached build, scored on the pairs and timed):
 1. each calibration method (percentile, kl_divergence) x per-channel / per-tensor weights;
 2. if the best of those misses the target: rank its int8 layers by :mod:`vacc_deploy.pipeline.analysis`
    (worst SQNR alone first) and keep the k worst in float for k = 1, 2, 4, ... up to
-   ``max_float_layers``, then bisect between the last miss and the first hit.
+   ``max_float_layers``, then bisect between the last miss and the first hit;
+3. the faster int8 builds of that choice (every op type int8, so that each int8 Conv fuses into a
+   QLinearConv; on x86 without VNNI also 7-bit weights for ORT's fast kernels, see
+   docs/accuracy.md); one of them is chosen when it meets the target and is clearly faster.
 The result (every trial, the choice, whether the target was met) is cached as JSON under
 ``<workdir>/<row>/search/``; the chosen build is the normal cached build of its options.
 """
@@ -29,13 +32,13 @@ import numpy as np
 
 from vacc_deploy import artifacts
 from vacc_deploy.backends import SessionOptions
-from vacc_deploy.build import BUILD_FORMAT, BuildOptions
+from vacc_deploy.build import BUILD_FORMAT, BuildOptions, resolve_reduce_range
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for
 from vacc_deploy.pipeline.cache import cached_json
 
-SEARCH_FORMAT = 2
+SEARCH_FORMAT = 3
 VAL_IMAGES = 12
 #: A trial meets ``--target-drop T`` when its validation drop is within ``MARGIN * T``: calibration
 #: folders hold few images, often of lower quality than evaluation sets, and a model's PSNR drop grows
@@ -43,6 +46,9 @@ VAL_IMAGES = 12
 MARGIN = 0.3
 METHODS = ("percentile", "kl_divergence")
 SPEED_RUNS = 10
+#: A faster trial that meets the target replaces the accuracy-first choice when its speed-up over fp32
+#: is at least this many times the choice's (latency is timed on few runs; smaller gains are noise).
+SPEED_GAIN = 1.15
 ANALYSIS_IMAGES = 16
 
 log = logging.getLogger(__name__)
@@ -95,20 +101,36 @@ def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
     names, indices = float_layers(s.fp32_path, opts)
     drop = score["psnr"] - s.ref["psnr"]
     trial = {"quant": opts.quant, "per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
+             "int8_ops": opts.int8_ops, "reduce_range": opts.reduce_range,
+             "weight_bits": 7 if resolve_reduce_range(opts.reduce_range) else 8,
              "float_layers": names, "float_layer_indices": indices, "psnr": score["psnr"], "drop_db": drop,
              "ms": score["ms"], "speedup": s.ref["ms"] / score["ms"], "meets": drop >= -MARGIN * s.target}
-    log.info("target-drop trial: %s %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.quant,
-             "per-channel" if opts.per_channel else "per-tensor", len(names), drop, trial["speedup"],
+    log.info("target-drop trial: %s %s, %d-bit %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.quant,
+             "per-channel" if opts.per_channel else "per-tensor", trial["weight_bits"], opts.int8_ops, len(names),
+             drop, trial["speedup"],
              " (meets the target)" if trial["meets"] else "")
     return trial
 
 
 def _choose(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """Among trials meeting the target: fewest float layers, then smallest drop; else the smallest drop."""
+    """Among trials meeting the target: fewest float layers, then smallest drop, unless another one
+    is at least ``SPEED_GAIN`` times faster (then the fastest such); none meeting it: the smallest drop."""
     met = [t for t in trials if t["meets"]]
-    if met:
-        return min(met, key=lambda t: (len(t["float_layers"]), -t["drop_db"]))
-    return max(trials, key=lambda t: t["drop_db"])
+    if not met:
+        return max(trials, key=lambda t: t["drop_db"])
+    first = min(met, key=lambda t: (len(t["float_layers"]), -t["drop_db"]))
+    faster = [t for t in met if t["speedup"] >= SPEED_GAIN * first["speedup"]]
+    return max(faster, key=lambda t: t["speedup"]) if faster else first
+
+
+def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
+    """The build options that may make ``base`` faster on ONNX Runtime: ``int8_ops="all"`` (Adds
+    int8 too, so every int8 Conv fuses into a QLinearConv) and, on x86 CPUs without VNNI, 7-bit
+    weights (ORT's fast u8s8 kernels), alone and together; empty when ``base`` has them already."""
+    ops = ["compute", "all"] if base.int8_ops == "compute" else [base.int8_ops]
+    seven_bit_helps = artifacts.x86_without_vnni() and not resolve_reduce_range(base.reduce_range)
+    bits = [base.reduce_range, "on"] if seven_bit_helps else [base.reduce_range]
+    return [{"int8_ops": o, "reduce_range": r} for o in ops for r in bits][1:]
 
 
 def _grow(try_k: Any, limit: int) -> None:
@@ -150,6 +172,10 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
             return trials[-1]
 
         _grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
+    best = _choose(trials)
+    best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
+                                    skip_layers=tuple(best["skip_layers"]))
+    trials += [_trial(s, dataclasses.replace(best_opts, **v)) | {"variant": v} for v in fast_variants(base)]
     chosen = _choose(trials)
     return {"format": SEARCH_FORMAT, "row": config.name, "target_drop_db": target, "margin": MARGIN,
             "max_float_layers": limit,
@@ -179,6 +205,7 @@ def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
         "calib": calib.sha256 if calib else None, "validation": [str(p.hr_path) for p in pairs],
         "target": b.target_drop, "margin": MARGIN, "max_float": b.max_float_layers,
         "options": dataclasses.asdict(dataclasses.replace(b, precision="int8", quant=None, per_channel=True)),
+        "x86_without_vnni": artifacts.x86_without_vnni(),
         "versions": artifacts.tool_versions()})
     path = artifacts.row_workdir(config.name, workdir) / "search" / f"drop{b.target_drop:g}-{key}.json"
     result, reused = cached_json(path, lambda: _run_search(config, req, workdir, exported.onnx_path, pairs))
@@ -187,16 +214,17 @@ def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
 
 def chosen_request(req: ModelRequest, result: dict[str, Any]) -> ModelRequest:
     """``req`` with its ``--target-drop`` replaced by the build options a search ``result`` chose
-    (method, per-channel, layers kept in float)."""
+    (method, per-channel, layers kept in float, op types quantized, 7-bit weights)."""
     c = result["chosen"]
     opts = dataclasses.replace(req.build, quant=c["quant"], per_channel=c["per_channel"],
-                               skip_layers=tuple(c["skip_layers"]), target_drop=None, max_float_layers=None)
+                               skip_layers=tuple(c["skip_layers"]), int8_ops=c["int8_ops"],
+                               reduce_range=c["reduce_range"], target_drop=None, max_float_layers=None)
     return dataclasses.replace(req, build=opts)
 
 
 def resolve_target_drop(config: RowConfig, req: ModelRequest, workdir: Path | None) -> ModelRequest:
     """``req`` with its ``--target-drop`` replaced by the search's chosen build options (method,
-    per-channel, layers kept in float); unchanged when no target is set or the build is not int8."""
+    per-channel, layers kept in float, op types, weight width); unchanged when no target is set or the build is not int8."""
     b = req.build
     if b.target_drop is None or b.precision != "int8":
         return req
