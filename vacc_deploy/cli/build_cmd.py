@@ -28,6 +28,7 @@ def _print_onnx(config, built) -> None:
         print(f"  float    {', '.join(m['float_layers']) or 'none'} (Conv indices {m['float_layer_indices']})")
         print(f"  weights  {'per-channel' if m['settings']['per_channel'] else 'per-tensor'}, "
               f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}")
+        print(f"  int8 ops {m['settings'].get('int8_ops', 'compute')}")
     if m.get("timings"):
         print("  timings  " + ", ".join(f"{k} {v:.1f}s" for k, v in m["timings"].items()))
 
