@@ -55,6 +55,11 @@ def test_choose_takes_a_clearly_faster_trial_that_meets_the_target() -> None:
     too_lossy = {"meets": False, "float_layers": ["a"], "drop_db": -0.5, "speedup": 3.0}
     assert _choose([first, noise, too_lossy]) is first
     assert _choose([first, noise, fast, too_lossy]) is fast
+    # a faster build that happens to score better is no anchor: the fastest one meeting the target wins
+    lucky = {"meets": True, "float_layers": ["a"], "drop_db": +0.02, "speedup": 1.3, "variant": {}}
+    fastest = {"meets": True, "float_layers": ["a"], "drop_db": -0.01, "speedup": 1.46, "variant": {}}
+    assert _choose([first, lucky, fastest]) is fastest
+    assert _choose([dict(first, meets=False), lucky, fastest]) is lucky  # 1.46 < 1.15 x 1.3
 
 
 @pytest.mark.parametrize("vnni_missing", [True, False])

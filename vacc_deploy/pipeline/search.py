@@ -38,7 +38,7 @@ from vacc_deploy.errors import UsageError
 from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for
 from vacc_deploy.pipeline.cache import cached_json
 
-SEARCH_FORMAT = 3
+SEARCH_FORMAT = 4
 VAL_IMAGES = 12
 #: A trial meets ``--target-drop T`` when its validation drop is within ``MARGIN * T``: calibration
 #: folders hold few images, often of lower quality than evaluation sets, and a model's PSNR drop grows
@@ -113,12 +113,14 @@ def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
 
 
 def _choose(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """Among trials meeting the target: fewest float layers, then smallest drop, unless another one
-    is at least ``SPEED_GAIN`` times faster (then the fastest such); none meeting it: the smallest drop."""
+    """Among trials meeting the target, the accuracy-first choice (of the default-build trials when
+    one meets it: fewest float layers, then smallest drop), unless a trial is at least ``SPEED_GAIN``
+    times faster (then the fastest such); none meeting it: the smallest drop. Faster-build trials
+    carry a ``variant`` key."""
     met = [t for t in trials if t["meets"]]
     if not met:
         return max(trials, key=lambda t: t["drop_db"])
-    first = min(met, key=lambda t: (len(t["float_layers"]), -t["drop_db"]))
+    first = min([t for t in met if "variant" not in t] or met, key=lambda t: (len(t["float_layers"]), -t["drop_db"]))
     faster = [t for t in met if t["speedup"] >= SPEED_GAIN * first["speedup"]]
     return max(faster, key=lambda t: t["speedup"]) if faster else first
 
