@@ -1,4 +1,4 @@
-"""Acceptance check: the int8 ONNX model of lesrcnn_x2 at 1x3x128x128 is at least 2x faster than fp32
+"""Acceptance check: the int8 ONNX model of lesrcnn_x2 (or --row) at 1x3x128x128 is at least 2x faster than fp32
 on ONNX Runtime (median of --iters timed runs after --warmup warm-up runs, each in a fresh process).
 
 Measures the fastest int8 build by default (7-bit weights on x86 without VNNI, every op type int8 so
@@ -67,17 +67,23 @@ def interleaved_p50(paths: list[Path], x_shape: tuple[int, ...], iters: int, war
     return [float(np.median(t)) for t in times]
 
 
+def _default_weights(row: str) -> str:
+    """The row's official checkpoint under ../shared if it is there, else its house weights."""
+    official = SHARED / "weights" / f"{row}.pth"
+    return str(official) if official.is_file() else "house"
+
+
 def _built(args: argparse.Namespace, precision: str, reduce_range: str, int8_ops: str) -> Path:
-    """The lesrcnn_x2 1x3x128x128 model of this precision and int8 build, built (or reused) by the pipeline."""
+    """The --row model at 1x3x128x128 of this precision and int8 build, built (or reused) by the pipeline."""
     from vacc_deploy.build import BuildOptions
     from vacc_deploy.config import load_row
     from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage
 
-    req = ModelRequest(weights=args.weights, shape=(1, 3, 128, 128),
+    req = ModelRequest(weights=args.weights or _default_weights(args.row), shape=(1, 3, 128, 128),
                        build=BuildOptions(reduce_range=reduce_range, int8_ops=int8_ops),
                        calib=CalibRequest(images=args.calib_images, num=args.num))
     quant = args.quant if precision == "int8" else None
-    return build_stage(load_row("lesrcnn_x2"), req.with_precision(precision, quant), args.workdir).onnx_path
+    return build_stage(load_row(args.row), req.with_precision(precision, quant), args.workdir).onnx_path
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -102,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default=str(SHARED / "weights" / "lesrcnn_x2.pth"))
+    p.add_argument("--row", default="lesrcnn_x2")
+    p.add_argument("--weights", default=None, help="default: the row's official checkpoint in ../shared, else house")
     p.add_argument("--calib-images", type=Path, default=SHARED / "images" / "RealSRSet")
     p.add_argument("--num", type=int, default=8)
     p.add_argument("--quant", default=None, help="int8 method (default: the row's)")
@@ -124,15 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         compare(args)
         return 0
 
-    config = load_row("lesrcnn_x2")
+    config = load_row(args.row)
     build = BuildOptions(reduce_range=args.reduce_range, int8_ops=args.int8_ops)
-    req = ModelRequest(weights=args.weights, shape=(1, 3, 128, 128), build=build,
+    req = ModelRequest(weights=args.weights or _default_weights(args.row), shape=(1, 3, 128, 128), build=build,
                        calib=CalibRequest(images=args.calib_images, num=args.num))
     p50, paths = {}, {}
     for precision in ("fp32", "int8"):
         built = build_stage(config, req.with_precision(precision, args.quant if precision == "int8" else None),
                             args.workdir)
-        job = BenchJob(backend="onnxruntime", row="lesrcnn_x2", input_shape=built.input_shape,
+        job = BenchJob(backend="onnxruntime", row=args.row, input_shape=built.input_shape,
                        spec_json=built.spec.to_json(), onnx_path=str(built.onnx_path), threads=args.threads,
                        iters=args.iters, warmup=args.warmup)
         r = run_job(job)
