@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_FORMAT = 6
 RANGES_FORMAT = 2  # bump when a calibration method's rule changes
+FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
 def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduce_range: bool) -> str:
     return artifacts.stage_key({
         "format": BUILD_FORMAT, "model": model_sha, "precision": opts.precision, "quant": opts.quant,
+        **({"fp16_format": FP16_FORMAT} if opts.precision == "fp16" else {}),
         "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "edges": opts.float_edges,
         "percentile": opts.percentile, "int8_ops": opts.int8_ops,
         "reduce_range": reduce_range, "calib": calib.sha256 if calib else None,

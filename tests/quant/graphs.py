@@ -69,3 +69,29 @@ def sr_like(path: Path, seed: int = 0) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def two_resizes_one_scales(path: Path, seed: int = 0) -> Path:
+    """x(1,3,8,8) -> Resize x2 (nearest) -> Conv (3ch) -> Resize x2 -> y(1,3,32,32); both Resize nodes
+    read one Constant node's scales, as a traced RRDBNet upsampler does after onnxsim. Saved at ``path``."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((3, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array(np.zeros(3, np.float32), "b")]
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales_value")
+    nodes = [
+        helper.make_node("Constant", [], ["/Constant_output_0"], name="/Constant", value=scales),
+        helper.make_node("Resize", ["x", "", "/Constant_output_0"], ["u1"], name="up1", mode="nearest"),
+        helper.make_node("Conv", ["u1", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Resize", ["c", "", "/Constant_output_0"], ["y"], name="up2", mode="nearest"),
+    ]
+    graph = helper.make_graph(
+        nodes, "two_resizes",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

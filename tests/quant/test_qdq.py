@@ -101,6 +101,21 @@ def test_convert_fp16(tiny_model, images, tmp_path):
     assert got.dtype == np.float32 and np.abs(ref - got).max() < 1e-2
 
 
+def test_convert_fp16_shared_constant_of_two_blocked_ops(tmp_path):
+    """ORT's converter keeps Resize in float32 and names the Cast it inserts on a Resize input after
+    the input tensor: two Resizes reading one Constant used to give two nodes of one name, a model
+    ONNX Runtime refuses to load (found on the RRDBNet rows)."""
+    from tests.quant.graphs import two_resizes_one_scales
+
+    src = two_resizes_one_scales(tmp_path / "r.onnx")
+    out = tmp_path / "r16.onnx"
+    convert_fp16(src, out)
+    names = [n.name for n in onnx.load(str(out)).graph.node]
+    assert len(names) == len(set(names))
+    x = np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)
+    assert np.abs(_run(src, x) - _run(out, x)).max() < 1e-2
+
+
 def test_sr_like_graph_end_to_end(images, tmp_path):
     from tests.quant.graphs import sr_like
 

@@ -219,5 +219,54 @@ def convert_fp16(fp32_model_path: str | Path, out_path: str | Path) -> None:
         half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
     except Exception as exc:
         raise BuildError(f"fp16 conversion failed: {exc}") from exc
+    _drop_duplicate_nodes(half)
+    _sort_topologically(half)
+    try:
+        onnx.checker.check_model(half)
+    except onnx.checker.ValidationError as exc:
+        raise BuildError(f"fp16 conversion made an invalid model: {exc}") from exc
     with _atomic_path(out_path) as tmp:
         onnx.save_model(half, str(tmp))
+
+
+def _sort_topologically(model: onnx.ModelProto) -> None:
+    """Order the nodes so each comes after the producers of its inputs (the converter appends the
+    Casts it inserts at the end; ONNX Runtime sorts on load, ``onnx.checker`` and other tools do
+    not). Stable: keeps the existing order where it is already valid. Edits ``model`` in place."""
+    made = {o for n in model.graph.node for o in n.output}
+    ready = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
+    pending, ordered = list(model.graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in ready or i not in made for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise BuildError(f"fp16 conversion made a cyclic graph (at node {rest[0].name!r})")
+        pending = rest
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+
+
+def _drop_duplicate_nodes(model: onnx.ModelProto) -> int:
+    """Remove nodes identical to an earlier one (same name, op, inputs, outputs, attributes).
+
+    ORT's float16 converter inserts one Cast back to float32 per reader of a tensor that feeds an op
+    it keeps in float32 (e.g. Resize), named after the tensor: a Constant read by two Resize nodes
+    (the RRDBNet upsampler) gets two identical Cast nodes, a model ONNX Runtime refuses to load.
+    Edits ``model`` in place; returns how many nodes were removed."""
+    seen: set[bytes] = set()
+    keep = []
+    for node in model.graph.node:
+        key = node.SerializeToString(deterministic=True)
+        if key not in seen:
+            seen.add(key)
+            keep.append(node)
+    removed = len(model.graph.node) - len(keep)
+    if removed:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return removed
