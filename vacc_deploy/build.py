@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_FORMAT = 6
-RANGES_FORMAT = 2  # bump when a calibration method's rule changes
+RANGES_FORMAT = 3  # bump when a calibration method's rule changes (3: constant tensors)
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 

@@ -48,6 +48,16 @@ def test_kl_clips_outlier(outlier):
     assert 2.0 < hi < 10.0
 
 
+@pytest.mark.parametrize("method", [MaxCalibration(), PercentileCalibration(), KLCalibration(),
+                                    PercentileCalibration(symmetric=False)])
+def test_constant_tensor_gets_a_valid_range(method):
+    """A Constant node's output (RRDBNet's 0.2 residual scale) has all its mass in one bin: the range
+    is still an ordered pair (it used to come out as (0.2, 0.19999999) and fail the int8 build)."""
+    data = np.full(1000, 0.2, np.float32)
+    lo, hi = method.compute_range(_stats(data, method.hist_kind))
+    assert lo <= hi and hi == pytest.approx(0.2)
+
+
 def test_percentile_signed_tensor_is_symmetric_then_clipped():
     rng = np.random.default_rng(4)
     data = np.concatenate([rng.uniform(-1, 0, 50_000), rng.uniform(0, 4, 50_000)]).astype(np.float32)

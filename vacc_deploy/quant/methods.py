@@ -33,9 +33,13 @@ Range = tuple[float, float]
 
 
 def _clip(lo: float, hi: float, stats: TensorStats) -> Range:
-    """Clip a threshold pair to the observed extremes, as ORT does."""
+    """Clip a threshold pair to the observed extremes, as ORT does. When all the mass sits in the top
+    bin (a constant tensor, e.g. a Constant node's output read by a Mul), the threshold is that bin's
+    left edge, below the observed minimum, and the clipped pair would cross: the observed range then."""
     lo = max(float(lo), float(stats.min))
     hi = min(float(hi), float(stats.max))
+    if lo > hi:
+        return float(stats.min), float(stats.max)
     return lo, hi
 
 
