@@ -232,23 +232,13 @@ def convert_fp16(fp32_model_path: str | Path, out_path: str | Path) -> None:
 def _sort_topologically(model: onnx.ModelProto) -> None:
     """Order the nodes so each comes after the producers of its inputs (the converter appends the
     Casts it inserts at the end; ONNX Runtime sorts on load, ``onnx.checker`` and other tools do
-    not). Stable: keeps the existing order where it is already valid. Edits ``model`` in place."""
-    made = {o for n in model.graph.node for o in n.output}
-    ready = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
-    pending, ordered = list(model.graph.node), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(i in ready or i not in made for i in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            raise BuildError(f"fp16 conversion made a cyclic graph (at node {rest[0].name!r})")
-        pending = rest
-    del model.graph.node[:]
-    model.graph.node.extend(ordered)
+    not), with ONNX Runtime's own sort. Edits ``model`` in place; BuildError if it is not a DAG."""
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    try:
+        ONNXModel(model).topological_sort()
+    except AssertionError as exc:
+        raise BuildError(f"fp16 conversion made a graph that cannot be sorted: {exc}") from exc
 
 
 def _drop_duplicate_nodes(model: onnx.ModelProto) -> int:
