@@ -21,10 +21,14 @@ import collections
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
+
+if TYPE_CHECKING:
+    from vacc_deploy.backends import BuiltModel
 
 
 def optimized_op_counts(onnx_path: Path, threads: int | None = None) -> dict[str, int]:
@@ -73,8 +77,9 @@ def _default_weights(row: str) -> str:
     return str(official) if official.is_file() else "house"
 
 
-def _built(args: argparse.Namespace, precision: str, reduce_range: str, int8_ops: str) -> Path:
-    """The --row model at 1x3x128x128 of this precision and int8 build, built (or reused) by the pipeline."""
+def _built(args: argparse.Namespace, precision: str, reduce_range: str, int8_ops: str) -> BuiltModel:
+    """The --row model at 1x3x128x128 of this precision and int8 build (int8 method --quant), built
+    (or reused) by the pipeline."""
     from vacc_deploy.build import BuildOptions
     from vacc_deploy.config import load_row
     from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage
@@ -83,7 +88,7 @@ def _built(args: argparse.Namespace, precision: str, reduce_range: str, int8_ops
                        build=BuildOptions(reduce_range=reduce_range, int8_ops=int8_ops),
                        calib=CalibRequest(images=args.calib_images, num=args.num))
     quant = args.quant if precision == "int8" else None
-    return build_stage(load_row(args.row), req.with_precision(precision, quant), args.workdir).onnx_path
+    return build_stage(load_row(args.row), req.with_precision(precision, quant), args.workdir)
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -91,7 +96,7 @@ def compare(args: argparse.Namespace) -> None:
     variants = {"fp32": ("fp32", "off", "compute")}
     variants.update({f"int8 {bits}, {ops}": ("int8", rr, ops)
                      for ops in ("compute", "all") for bits, rr in (("8-bit", "off"), ("7-bit", "on"))})
-    paths = [_built(args, *v) for v in variants.values()]
+    paths = [_built(args, *v).onnx_path for v in variants.values()]
     for name, path in zip(variants, paths):
         if name != "fp32":
             print(f"{name}: ORT optimized graph ops {optimized_op_counts(path)}")
@@ -103,9 +108,6 @@ def compare(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from vacc_deploy.bench_worker import BenchJob, run_job
-    from vacc_deploy.build import BuildOptions
-    from vacc_deploy.config import load_row
-    from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--row", default="lesrcnn_x2")
@@ -131,14 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         compare(args)
         return 0
 
-    config = load_row(args.row)
-    build = BuildOptions(reduce_range=args.reduce_range, int8_ops=args.int8_ops)
-    req = ModelRequest(weights=args.weights or _default_weights(args.row), shape=(1, 3, 128, 128), build=build,
-                       calib=CalibRequest(images=args.calib_images, num=args.num))
     p50, paths = {}, {}
     for precision in ("fp32", "int8"):
-        built = build_stage(config, req.with_precision(precision, args.quant if precision == "int8" else None),
-                            args.workdir)
+        built = _built(args, precision, args.reduce_range, args.int8_ops)
         job = BenchJob(backend="onnxruntime", row=args.row, input_shape=built.input_shape,
                        spec_json=built.spec.to_json(), onnx_path=str(built.onnx_path), threads=args.threads,
                        iters=args.iters, warmup=args.warmup)

@@ -9,6 +9,19 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+def _save(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], x_shape: list[int], y_shape: list[int],
+          path: Path) -> Path:
+    """An opset-17 model of ``nodes`` with float input ``x`` and output ``y`` of these shapes, checked
+    with ``onnx.checker`` and saved at ``path``."""
+    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def conv_relu_conv_add(path: Path, seed: int = 0) -> Path:
     """x(1,3,16,16) -> Conv c1 (8ch) -> Relu -> Conv c2 (3ch) -> Add(x) -> y. Saved at ``path``."""
     rng = np.random.default_rng(seed)
@@ -24,17 +37,7 @@ def conv_relu_conv_add(path: Path, seed: int = 0) -> Path:
         helper.make_node("Conv", ["t2", "w2", "b2"], ["t3"], name="c2", pads=[1, 1, 1, 1]),
         helper.make_node("Add", ["t3", "x"], ["y"], name="add"),
     ]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(nodes, inits, [1, 3, 16, 16], [1, 3, 16, 16], path)
 
 
 def random_inputs(n: int = 10, seed: int = 1) -> list[np.ndarray]:
@@ -59,16 +62,7 @@ def sr_like(path: Path, seed: int = 0) -> Path:
         helper.make_node("Resize", ["x", "", "sc"], ["u"], name="up", mode="nearest"),
         helper.make_node("Add", ["d", "u"], ["y"], name="add"),
     ]
-    graph = helper.make_graph(
-        nodes, "sr",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return _save(nodes, inits, [1, 3, 16, 16], [1, 3, 32, 32], path)
 
 
 def two_resizes_one_scales(path: Path, seed: int = 0) -> Path:
@@ -84,14 +78,4 @@ def two_resizes_one_scales(path: Path, seed: int = 0) -> Path:
         helper.make_node("Conv", ["u1", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
         helper.make_node("Resize", ["c", "", "/Constant_output_0"], ["y"], name="up2", mode="nearest"),
     ]
-    graph = helper.make_graph(
-        nodes, "two_resizes",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(nodes, inits, [1, 3, 8, 8], [1, 3, 32, 32], path)
