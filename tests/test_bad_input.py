@@ -8,10 +8,8 @@ run the CLI as a subprocess.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -21,59 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
+from tests import bad_inputs as bad
 from tests.helpers import row_variant
 from vacc_deploy.cli import main
-from vacc_deploy.stage_guard import stage_lock
-from vacc_deploy.stage_guard import sweep_stale
+from vacc_deploy.stage_guard import stage_lock, sweep_stale
 
 ROW = "lesrcnn_x2"
 SHAPE = "1x3x32x32"
 MODEL = ["--weights", "synthetic", "--shape", SHAPE]
 REPO = Path(__file__).resolve().parents[1]
-LEFTOVERS = ("*.partial", "*.tmp", "*.lock")
-
-
-def _png(path: Path, hw: tuple[int, int] = (60, 80), seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.integers(0, 256, (*hw, 3), dtype=np.uint8), (5, 5), 0)
-    cv2.imwrite(str(path), img)
-    return path
-
-
-def _huge_png(path: Path) -> Path:
-    """A PNG whose header claims 100000x100000 pixels (with a tiny payload)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 99))
-                     + chunk(b"IEND", b""))
-    return path
-
-
-def _folder(root: Path, name: str, extra: dict[str, Callable[[Path], Path]] | None = None, n: int = 3) -> Path:
-    """``root/name`` with ``n`` good 60x80 PNGs and the ``extra`` files (name -> maker)."""
-    d = root / name
-    d.mkdir()
-    for i in range(n):
-        _png(d / f"good{i}.png", seed=i)
-    for fname, make in (extra or {}).items():
-        make(d / fname)
-    return d
-
-
-def _leftovers(*folders: Path) -> list[Path]:
-    return [p for f in folders if f.exists() for pat in LEFTOVERS for p in f.rglob(pat)]
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -105,64 +61,50 @@ class Case:
     absent: tuple[str, ...] = field(default=())
 
 
-def _evil(path: Path) -> Path:
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {path.parent / 'PWNED'}",))
-    path.write_bytes(pickle.dumps(Evil()))
-    return path
+def _run(t: Path, w: Path, extra: dict | None = None, *opts: str) -> list[str]:
+    return ["run", ROW, *MODEL, *opts, "--input", str(bad.folder(t, "in", extra)), "--output", str(t / "out"),
+            "--workdir", str(w)]
 
 
-def _truncated_zip(path: Path) -> Path:
-    import torch
+def _eval(t: Path, w: Path, extra: dict | None = None, *opts: str) -> list[str]:
+    return ["eval", ROW, *MODEL, "--precisions", "fp32", *opts, "--dataset", str(bad.folder(t, "ev", extra)),
+            "--workdir", str(w)]
 
-    buf = io.BytesIO()
-    torch.save({"w": torch.zeros(64, 64)}, buf)
-    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    return path
 
+def _calib(t: Path, w: Path, extra: dict) -> list[str]:
+    return ["calib", ROW, *MODEL, "--images", str(bad.folder(t, "c", extra)), "--num", "4", "--workdir", str(w)]
+
+
+def _export(w: Path, weights: Path | str = "synthetic", shape: str = SHAPE) -> list[str]:
+    return ["export", ROW, "--weights", str(weights), "--shape", shape, "--workdir", str(w)]
+
+
+HUGE = {"huge.png": bad.huge_png}
+TINY = {"tiny.png": lambda p: bad.png(p, (1, 1))}
+LOAD = "cannot load checkpoint"
 
 CASES = {
-    "workdir_is_a_file": Case(lambda t, w: ["export", ROW, *MODEL, "--workdir", str(_png(t / "f.png"))], 2,
-                              ("f.png", "is a file, not a folder")),
-    "run_output_is_a_file": Case(lambda t, w: ["run", ROW, *MODEL, "--input", str(_folder(t, "in")),
-                                               "--output", str(_png(t / "o.png")), "--workdir", str(w)], 2,
+    "workdir_is_a_file": Case(lambda t, w: _export(bad.png(t / "f.png")), 2, ("f.png", "is a file, not a folder")),
+    "run_output_is_a_file": Case(lambda t, w: [*_run(t, w), "--output", str(bad.png(t / "o.png"))], 2,
                                  ("--output", "o.png", "not a folder"), untouched=True),
-    "eval_json_folder_is_a_file": Case(lambda t, w: ["eval", ROW, *MODEL, "--precisions", "fp32", "--dataset",
-                                                     str(_folder(t, "ev")), "--json", str(_png(t / "x.png") / "r.json"),
-                                                     "--workdir", str(w)], 2, ("--json", "r.json"), untouched=True),
-    "huge_png_run": Case(lambda t, w: ["run", ROW, *MODEL, "--input", str(_folder(t, "in", {"huge.png": _huge_png})),
-                                       "--output", str(t / "out"), "--workdir", str(w)], 1,
-                         ("huge.png",), error_lines=2),
-    "huge_png_eval": Case(lambda t, w: ["eval", ROW, *MODEL, "--precisions", "fp32", "--dataset",
-                                        str(_folder(t, "ev", {"huge.png": _huge_png})), "--workdir", str(w)], 1,
-                          ("huge.png",), error_lines=2),
-    "huge_png_calib": Case(lambda t, w: ["calib", ROW, *MODEL, "--images", str(_folder(t, "c", {"huge.png": _huge_png})),
-                                         "--num", "4", "--workdir", str(w)], 0, (), error_lines=0,
-                           warning="huge.png"),
-    "tiny_image_eval": Case(lambda t, w: ["eval", ROW, *MODEL, "--precisions", "fp32", "--dataset",
-                                          str(_folder(t, "ev", {"tiny.png": lambda p: _png(p, (1, 1))})),
-                                          "--workdir", str(w)], 1, ("tiny.png",), error_lines=2),
-    "tiny_image_calib": Case(lambda t, w: ["calib", ROW, *MODEL, "--images",
-                                           str(_folder(t, "c", {"tiny.png": lambda p: _png(p, (1, 1))})),
-                                           "--num", "4", "--workdir", str(w)], 0, (), error_lines=0,
-                             warning="tiny.png"),
-    "shape_beyond_memory": Case(lambda t, w: ["export", ROW, "--weights", "synthetic", "--shape", "1x3x99999x99999",
-                                              "--workdir", str(w)], 2, ("1x3x99999x99999", "GiB"), untouched=True),
-    "overlap_negative": Case(lambda t, w: ["run", ROW, *MODEL, "--overlap", "-1", "--input", str(_folder(t, "in")),
-                                           "--output", str(t / "out"), "--workdir", str(w)], 2, ("--overlap -1",),
+    "eval_json_folder_is_a_file": Case(lambda t, w: _eval(t, w, None, "--json", str(bad.png(t / "x.png") / "r.json")),
+                                       2, ("--json", "r.json"), untouched=True),
+    "huge_png_run": Case(lambda t, w: _run(t, w, HUGE), 1, ("huge.png",), error_lines=2),
+    "huge_png_eval": Case(lambda t, w: _eval(t, w, HUGE), 1, ("huge.png",), error_lines=2),
+    "huge_png_calib": Case(lambda t, w: _calib(t, w, HUGE), 0, (), error_lines=0, warning="huge.png"),
+    "tiny_image_eval": Case(lambda t, w: _eval(t, w, TINY), 1, ("tiny.png",), error_lines=2),
+    "tiny_image_calib": Case(lambda t, w: _calib(t, w, TINY), 0, (), error_lines=0, warning="tiny.png"),
+    "shape_beyond_memory": Case(lambda t, w: _export(w, shape="1x3x99999x99999"), 2, ("1x3x99999x99999", "GiB"),
+                                untouched=True),
+    "overlap_negative": Case(lambda t, w: _run(t, w, None, "--overlap", "-1"), 2, ("--overlap -1",),
                              untouched=True, absent=("out",)),
-    "weights_is_a_directory": Case(lambda t, w: ["export", ROW, "--weights", str(t), "--shape", SHAPE,
-                                                 "--workdir", str(w)], 2, ("is a directory",), untouched=True),
-    "weights_garbage": Case(lambda t, w: ["export", ROW, "--weights", str(_write(t / "g.pth", b"\0garbage" * 99)),
-                                          "--shape", SHAPE, "--workdir", str(w)], 1,
-                            ("g.pth", "cannot load checkpoint"), untouched=True),
-    "weights_truncated": Case(lambda t, w: ["export", ROW, "--weights", str(_truncated_zip(t / "t.pth")),
-                                            "--shape", SHAPE, "--workdir", str(w)], 1,
-                              ("t.pth", "cannot load checkpoint"), untouched=True),
-    "weights_code_executing_pickle": Case(lambda t, w: ["export", ROW, "--weights", str(_evil(t / "e.pth")),
-                                                        "--shape", SHAPE, "--workdir", str(w)], 1,
-                                          ("e.pth", "cannot load checkpoint"), untouched=True, absent=("PWNED",)),
+    "weights_is_a_directory": Case(lambda t, w: _export(w, t), 2, ("is a directory",), untouched=True),
+    "weights_garbage": Case(lambda t, w: _export(w, bad.write(t / "g.pth", b"\0garbage" * 99)), 1, ("g.pth", LOAD),
+                            untouched=True),
+    "weights_truncated": Case(lambda t, w: _export(w, bad.truncated_zip(t / "t.pth")), 1, ("t.pth", LOAD),
+                              untouched=True),
+    "weights_code_executing_pickle": Case(lambda t, w: _export(w, bad.evil_pickle(t / "e.pth")), 1, ("e.pth", LOAD),
+                                          untouched=True, absent=("PWNED",)),
     "pipeline_quant_bogus": Case(lambda t, w: ["pipeline", ROW, *MODEL, "--quant", "bogus", "--workdir", str(w)], 2,
                                  ("--quant", "bogus"), untouched=True),
     "pipeline_precisions_bogus": Case(lambda t, w: ["pipeline", ROW, *MODEL, "--precisions", "fp32,bogus",
@@ -172,32 +114,18 @@ CASES = {
                         untouched=True),
     "unknown_yaml_key": Case(lambda t, w: ["export", str(row_variant(t, ROW, quant__mode="x")), *MODEL,
                                            "--workdir", str(w)], 2, ("quant.mode", "unknown key"), untouched=True),
-    "truncated_png_run": Case(lambda t, w: ["run", ROW, *MODEL, "--input",
-                                            str(_folder(t, "in", {"cut.png": lambda p: _cut(_png(p))})),
-                                            "--output", str(t / "out"), "--workdir", str(w)], 1,
-                              ("cut.png",), error_lines=2),
-    "non_image_calib": Case(lambda t, w: ["calib", ROW, *MODEL, "--images",
-                                          str(_folder(t, "c", {"notes.png": lambda p: _write(p, b"not an image")})),
-                                          "--num", "4", "--workdir", str(w)], 0, (), error_lines=0,
-                            warning="notes.png"),
+    "truncated_png_run": Case(lambda t, w: _run(t, w, {"cut.png": lambda p: bad.cut(bad.png(p))}), 1, ("cut.png",),
+                              error_lines=2),
+    "non_image_calib": Case(lambda t, w: _calib(t, w, {"notes.png": lambda p: bad.write(p, b"not an image")}), 0, (),
+                            error_lines=0, warning="notes.png"),
 }
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def _cut(path: Path) -> Path:
-    path.write_bytes(path.read_bytes()[:200])
-    return path
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_table_row(name: str, work: Path, tmp_path: Path, capsys, caplog) -> None:
     case = CASES[name]
     args = case.argv(tmp_path, work)
-    before = _files(work)
+    before = bad.files(work)
     with caplog.at_level(logging.WARNING):
         code = main(args)
     err = capsys.readouterr().err
@@ -208,16 +136,16 @@ def test_table_row(name: str, work: Path, tmp_path: Path, capsys, caplog) -> Non
     assert all(n in lines[0] for n in case.needles), lines
     if case.untouched:  # refused before any work: stderr is that one line, the work folder as it was
         assert [ln for ln in err.splitlines() if ln.strip()] == lines, err
-        assert _files(work) == before
+        assert bad.files(work) == before
     if case.warning:
         assert any(case.warning in r.getMessage() for r in caplog.records), caplog.text
     assert not any((tmp_path / a).exists() for a in case.absent)
-    assert _leftovers(tmp_path) == []
+    assert bad.leftovers(tmp_path) == []
 
 
 def test_run_over_folder_goes_on(work: Path, tmp_path: Path, capsys) -> None:
     """A bad image in a folder is reported; the others are still written; exit 1 at the end."""
-    folder = _folder(tmp_path, "in", {"huge.png": _huge_png, "tiny.png": lambda p: _png(p, (1, 1))})
+    folder = bad.folder(tmp_path, "in", {"huge.png": bad.huge_png, "tiny.png": lambda p: bad.png(p, (1, 1))})
     code = main(["run", ROW, *MODEL, "--input", str(folder), "--output", str(tmp_path / "out"), "--workdir", str(work)])
     err = capsys.readouterr().err
     assert code == 1 and "1 failed" in err and "huge.png" in err
@@ -240,9 +168,9 @@ def test_truncated_cached_model_is_rebuilt(work: Path, tmp_path: Path, capsys, c
     assert main([*build, "--force"]) == 0 and "reused" not in capsys.readouterr().out
     exported = next((work / ROW / "export").glob("*/model.onnx"))
     exported.write_bytes(b"")  # the fp32 model `run` would load
-    assert main(["run", ROW, *MODEL, "--input", str(_folder(tmp_path, "in", n=1)), "--output",
+    assert main(["run", ROW, *MODEL, "--input", str(bad.folder(tmp_path, "in", n=1)), "--output",
                  str(tmp_path / "out"), "--workdir", str(work)]) == 0
-    assert _leftovers(work) == []
+    assert bad.leftovers(work) == []
 
 
 def test_stale_partial_removed_live_one_kept(tmp_path: Path) -> None:
@@ -288,7 +216,7 @@ def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen, timeout: float
 def int8_reference(base_work, tmp_path_factory) -> tuple[Path, bytes]:
     """(calibration images, model bytes of an uninterrupted int8 build)."""
     root = tmp_path_factory.mktemp("ref")
-    images = _folder(root, "calib")
+    images = bad.folder(root, "calib")
     work = root / "work"
     shutil.copytree(base_work, work)
     assert main(_int8_build(work, images)) == 0
@@ -308,11 +236,11 @@ def test_signal_during_calibration(sig: int, code: int, work: Path, int8_referen
     assert proc.returncode == code, err
     if sig != signal.SIGKILL:
         assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("vacc-deploy: ")
-        assert _leftovers(work) == []
+        assert bad.leftovers(work) == []
     else:
-        assert _leftovers(work)
+        assert bad.leftovers(work)
     assert main(_int8_build(work, images)) == 0 and "built" in capsys.readouterr().out
-    assert _leftovers(work) == []
+    assert bad.leftovers(work) == []
     assert next((work / ROW / "build").glob("int8-*/model.onnx")).read_bytes() == reference
 
 
@@ -328,7 +256,7 @@ def test_concurrent_identical_builds(work: Path, int8_reference) -> None:
     assert states == ["built", "reused"], outs
     assert any("waiting for another process" in err for _, err in outs)
     assert next((work / ROW / "build").glob("int8-*/model.onnx")).read_bytes() == reference
-    assert _leftovers(work) == []
+    assert bad.leftovers(work) == []
 
 
 def _unshare_works() -> bool:
@@ -349,10 +277,10 @@ def test_read_only_file_system(what: str, work: Path, tmp_path: Path) -> None:
         args = ["export", ROW, *MODEL, "--workdir", str(ro / "work")]
         needle = str(ro / "work")
     else:
-        args = ["eval", ROW, *MODEL, "--precisions", "fp32", "--dataset", str(_folder(tmp_path, "ev")),
+        args = ["eval", ROW, *MODEL, "--precisions", "fp32", "--dataset", str(bad.folder(tmp_path, "ev")),
                 "--json", str(ro / "res.json"), "--workdir", str(work)]
         needle = str(ro / "res.json")
-    before = _files(work)
+    before = bad.files(work)
     cmd = " ".join(f"'{a}'" for a in args)
     script = f"mount -t tmpfs -o ro tmpfs '{ro}' && exec '{sys.executable}' -m vacc_deploy {cmd}"
     r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
@@ -360,4 +288,4 @@ def test_read_only_file_system(what: str, work: Path, tmp_path: Path) -> None:
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert needle in lines[0] and "Read-only file system" in lines[0]
-    assert _files(work) == before
+    assert bad.files(work) == before

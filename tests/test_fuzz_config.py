@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from vacc_deploy.config import CONFIG_DIR, RowConfig, available_rows, load_row
 from vacc_deploy.errors import ConfigError, VaccError
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROWS = available_rows()
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),

@@ -33,7 +33,8 @@ _HELD: dict[Path, list[int]] = {}  # lock path -> [fd, depth] for the locks this
 
 
 def lock_path(final: Path) -> Path:
-    """The lock file of the stage folder ``final``: ``.<name>.lock`` beside it."""
+    """The lock file of the stage folder ``final``: ``.<name>.lock`` beside it (absolute path)."""
+    final = Path(os.path.abspath(final))
     return final.parent / f".{final.name}.lock"
 
 
@@ -104,6 +105,7 @@ def sweep_stale(parent: Path) -> list[Path]:
     killed run). A stage this process holds counts as stale for its own partials: they were made
     before this process took the lock. Returns the removed folders."""
     removed = []
+    parent = Path(os.path.abspath(parent))
     for partial in sorted(parent.glob(".*.partial")):
         path = parent / f".{_stage_name(partial)}.lock"
         fd = None if path in _HELD else _try_lock(path, blocking=False)

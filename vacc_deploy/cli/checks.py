@@ -85,9 +85,6 @@ def check_numbers(args: argparse.Namespace) -> None:
     pct = getattr(args, "percentile", None)
     if pct is not None and not 0 < pct <= 100:
         raise UsageError(f"--percentile {pct}: must be in (0, 100]")
-    drop = getattr(args, "target_drop", None)
-    if drop is not None and not drop > 0:
-        raise UsageError(f"--target-drop {drop}: must be > 0 dB")
 
 
 def check_names(args: argparse.Namespace) -> None:
