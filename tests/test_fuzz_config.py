@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from vacc_deploy.config import CONFIG_DIR, RowConfig, available_rows, load_row
 from vacc_deploy.errors import ConfigError, VaccError
 
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 ROWS = available_rows()
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
@@ -80,10 +80,11 @@ def test_random_bytes(blob: bytes) -> None:
 
 
 @pytest.mark.parametrize("text", ["a: 2001-02-30", "a: &x [*x]\n", "[" * 3000, "\udcff".encode("utf-8", "surrogatepass"),
-                                  b"\xff\xfe\x00", "name: !!python/object/apply:os.system [echo]"])
+                                  b"\xff\xfe\x00", "name: !!python/object/apply:os.system [echo]",
+                                  (CONFIG_DIR / "lesrcnn_x2.yaml").read_text() + "\"a\\nb\": 1\n"])
 def test_known_nasty(text: str | bytes) -> None:
     """Found by fuzzing or known YAML traps: an impossible date, a self-referencing anchor, deep
-    nesting, bad UTF-8, a Python tag (never constructed)."""
+    nesting, bad UTF-8, a Python tag (never constructed), a key holding a newline."""
     assert _load_bytes(text if isinstance(text, bytes) else text.encode()) is None
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from vacc_deploy.errors import ImageError
 from vacc_deploy.imaging.io import Image, read_image
 
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _encoded(ext: str, dtype: type, channels: int) -> bytes:

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vacc_deploy import artifacts
 from vacc_deploy.errors import DatasetError, ImageError, UsageError
@@ -117,23 +118,23 @@ def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int]
     order = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
     samples: list[dict[str, Any]] = []
     skipped: list[str] = []
-    bar = tqdm(total=num, desc="calibration set", unit="img")
-    i = 0
-    while len(samples) < num and order:
-        path = order[i % len(order)]
-        rgb = _load(path, skipped, hw)
-        if rgb is None:
-            order.remove(path)
-            continue
-        rng = np.random.default_rng([seed, len(samples)])
-        if degrade == "bsrgan":
-            rgb = _degrade(rgb, scale, rng)
-        sample, box = _sample(rgb, mode, hw, rng)
-        write_image(tmp / f"{len(samples):04d}.png", to_uint(sample, 8, "round"))
-        samples.append({"index": len(samples), "source": path.name, "box": box})
-        bar.update(1)
-        i += 1
-    bar.close()
+    # warnings (skipped images) go on their own line above the bar
+    with logging_redirect_tqdm(), tqdm(total=num, desc="calibration set", unit="img") as bar:
+        i = 0
+        while len(samples) < num and order:
+            path = order[i % len(order)]
+            rgb = _load(path, skipped, hw)
+            if rgb is None:
+                order.remove(path)
+                continue
+            rng = np.random.default_rng([seed, len(samples)])
+            if degrade == "bsrgan":
+                rgb = _degrade(rgb, scale, rng)
+            sample, box = _sample(rgb, mode, hw, rng)
+            write_image(tmp / f"{len(samples):04d}.png", to_uint(sample, 8, "round"))
+            samples.append({"index": len(samples), "source": path.name, "box": box})
+            bar.update(1)
+            i += 1
     return samples, skipped
 
 

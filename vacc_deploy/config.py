@@ -136,7 +136,9 @@ def available_rows() -> list[str]:
 def _format_validation(path: Path, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"]
+    if not loc.isprintable():  # a key holding a newline or control character: keep the message one line
+        loc = repr(loc)[1:-1]
+    msg = " ".join(first["msg"].split())
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{path}: key '{loc}': {msg}"

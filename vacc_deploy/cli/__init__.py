@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so in one line unless --debug
         if args.debug:
             raise
+        signal_exc = faults.interrupt_behind(exc)
+        if signal_exc is not None:  # a signal that landed in an import or a C extension
+            terminated = isinstance(signal_exc, faults.Terminated)
+            print(f"vacc-deploy: {'terminated by SIGTERM' if terminated else 'interrupted'} (nothing half-written "
+                  "was kept; rerun to complete)", file=sys.stderr)
+            return faults.EXIT_SIGTERM if terminated else 130
         fault = (faults.describe_os_error(exc) if isinstance(exc, OSError) else None) or faults.describe_memory_error(exc)
         if fault:  # the environment, not a bug: a full disk, a read-only folder, too little memory
             print(f"vacc-deploy: error: {fault}", file=sys.stderr)

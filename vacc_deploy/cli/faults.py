@@ -49,3 +49,16 @@ def describe_memory_error(exc: BaseException) -> str | None:
     if isinstance(exc, MemoryError) or "Failed to allocate" in text or "can't allocate memory" in text:
         return "out of memory (try a smaller --shape, fewer --threads or a smaller image)"
     return None
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The SIGINT/SIGTERM interrupt an exception was raised while handling, if any: a signal that
+    lands inside a C extension's import surfaces as ``ImportError: initialization failed``."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
