@@ -40,7 +40,7 @@ def describe_os_error(exc: OSError) -> str | None:
     when it names no path (then it is treated as a bug)."""
     if not exc.filename:
         return None
-    return f"cannot write or read {exc.filename}: {exc.strerror or exc}"
+    return f"{exc.filename}: {exc.strerror or exc}"
 
 
 def describe_memory_error(exc: BaseException) -> str | None:
