@@ -77,7 +77,7 @@ def test_all_unreadable(tmp_path) -> None:
     d = tmp_path / "bad"
     d.mkdir()
     (d / "a.png").write_bytes(b"nope")
-    with pytest.raises(DatasetError, match="none of the 1 images could be read"):
+    with pytest.raises(DatasetError, match="none of the 1 images could be used"):
         _make(d, tmp_path / "w")
     assert not list((tmp_path / "w").rglob("*.png"))
 

@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from vacc_deploy.stage_guard import stage_lock
+
 DEFAULT_WORKDIR = Path("work")
 
 
@@ -86,19 +88,20 @@ def staged_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``final``; on success it replaces ``final`` atomically.
 
     On any exception (KeyboardInterrupt included) the temporary folder is removed and ``final`` is
-    left as it was.
+    left as it was. The stage's lock is held throughout (:func:`vacc_deploy.stage_guard.stage_lock`:
+    another process building the same folder waits; partial folders left by killed runs are removed).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with stage_lock(final):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+        try:
+            yield tmp
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stage_key(inputs: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from vacc_deploy import artifacts
 from vacc_deploy.calibset import CalibSet, CalibSource
 from vacc_deploy.errors import UsageError
 from vacc_deploy.spec import ModelSpec
+from vacc_deploy.stage_guard import file_records, reusable, stage_lock
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,11 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
                                "method": method, **params})
     path = row_dir / "ranges" / f"{method}-{key}.json"
     if path.is_file():
-        data = artifacts.read_json(path)
-        return CalibrationResult.from_dict(data["result"]).ranges, data["info"]
+        try:
+            data = artifacts.read_json(path)
+            return CalibrationResult.from_dict(data["result"]).ranges, data["info"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("cached calibration ranges %s are unreadable; recomputing them", path)
     t0 = time.perf_counter()
     result = calibrate(model_path, CalibSource(calib, spec), method, **params)
     info = {"method": method, "params": params, "images": calib.num, "calib_sha256": calib.sha256,
@@ -216,11 +220,14 @@ def _tag_weight_bits(path: Path, bits: int) -> None:
 
 
 def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, row: str,
-                      calib: CalibSet | None = None, workdir: Path | None = None) -> BuildResult:
+                      calib: CalibSet | None = None, workdir: Path | None = None,
+                      force: bool = False) -> BuildResult:
     """Build ``opts.precision`` of the fp32 ONNX ``model_path`` for ONNX Runtime (cached).
 
     fp32 returns the input model itself. fp16 keeps fp32 inputs/outputs. int8 is QDQ with uint8
     activations and int8 weights and needs ``calib``. Raises UsageError / BuildError.
+    A cached build is verified against its manifest (file sizes, sha256) and rebuilt with a warning
+    when damaged; ``force`` rebuilds it (calibration ranges cached under ``ranges/`` are reused).
     """
     if opts.precision not in PRECISIONS:
         raise UsageError(f"--precision {opts.precision}: expected one of {', '.join(PRECISIONS)}")
@@ -234,9 +241,18 @@ def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, 
     key = _build_key(model_sha, opts, calib if opts.precision == "int8" else None, reduce_range)
     row_dir = artifacts.row_workdir(row, workdir)
     folder = row_dir / "build" / (f"int8-{quant}-{key}" if quant else f"fp16-{key}")
-    if (folder / "manifest.json").is_file():
-        return BuildResult(opts.precision, quant, folder / "model.onnx", folder,
-                           artifacts.read_json(folder / "manifest.json"), cached=True)
+    with stage_lock(folder):  # a concurrent identical build finishes first; this one reuses it
+        cached = reusable(folder, force)
+        if cached is not None:
+            return BuildResult(opts.precision, quant, folder / "model.onnx", folder, cached, cached=True)
+        return _build_into(folder, key, model_path, model_sha, spec, calib, opts, reduce_range, row)
+
+
+def _build_into(folder: Path, key: str, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet | None,
+                opts: BuildOptions, reduce_range: bool, row: str) -> BuildResult:
+    """Build into ``folder`` (staged: it appears whole or not at all); the caller holds its lock."""
+    quant = opts.quant if opts.precision == "int8" else None
+    row_dir = folder.parent.parent
     t0 = time.perf_counter()
     with artifacts.staged_dir(folder) as tmp:
         extra = _precision_into(tmp, model_path, model_sha, spec, calib, opts, reduce_range, row_dir)
@@ -248,6 +264,7 @@ def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, 
                                  "int8_ops": opts.int8_ops},
                     "versions": artifacts.tool_versions(), "key": key, **extra}
         manifest.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
+        manifest["files"] = file_records(tmp)
         artifacts.atomic_write_json(tmp / "manifest.json", manifest)
     return BuildResult(opts.precision, quant, folder / "model.onnx", folder, manifest)
 

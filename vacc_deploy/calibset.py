@@ -4,8 +4,9 @@ hashed and cached in the work folder. Torch-free.
 ``crop`` mode takes native-scale random crops of the model's input size (what the model sees when
 tiling; images smaller than the crop are reflect-padded as tiling pads them); ``resize`` mode
 resizes whole images to the input size with ``cv2.INTER_AREA``, as the vendor's build dataset
-does. With ``degrade="bsrgan"`` each source image first goes through the BSRGAN degradation model
-(realistic low-quality inputs for blind SR rows).
+does. In both modes images smaller than half the input size in either dimension are skipped (their
+samples would be mostly padding or interpolation). With ``degrade="bsrgan"`` each source image first
+goes through the BSRGAN degradation model (realistic low-quality inputs for blind SR rows).
 
 A set is a folder ``<workdir>/<row>/calib/<mode>-<H>x<W>-n<N>-s<seed>-<key>/`` holding the samples
 as 8-bit PNGs (``0000.png`` ...; these also serve as the vamc ``dataset`` folder) and
@@ -24,6 +25,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vacc_deploy import artifacts
 from vacc_deploy.errors import DatasetError, ImageError, UsageError
@@ -31,6 +33,7 @@ from vacc_deploy.imaging.datasets import images_at
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.processing import to_network
 from vacc_deploy.spec import ModelSpec
+from vacc_deploy.stage_guard import file_records, reusable, stage_lock
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +95,17 @@ def _degrade(rgb: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarra
     return lq
 
 
-def _load(path: Path, skipped: list[str]) -> np.ndarray | None:
+def _load(path: Path, skipped: list[str], hw: tuple[int, int]) -> np.ndarray | None:
+    """The image's RGB, or None (with a warning, listed in ``skipped``) when it is unreadable or
+    smaller than half the input size in either dimension (its samples would be mostly padding)."""
     try:
-        return read_image(path).rgb
+        rgb = read_image(path).rgb
+        if 2 * rgb.shape[0] < hw[0] or 2 * rgb.shape[1] < hw[1]:
+            raise ImageError(f"image {path} is {rgb.shape[0]}x{rgb.shape[1]}, smaller than half the "
+                             f"{hw[0]}x{hw[1]} input")
+        return rgb
     except ImageError as exc:
-        log.warning("skipping unreadable image: %s", exc)
+        log.warning("skipping image: %s", exc)
         skipped.append(str(path))
         return None
 
@@ -109,23 +118,23 @@ def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int]
     order = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
     samples: list[dict[str, Any]] = []
     skipped: list[str] = []
-    bar = tqdm(total=num, desc="calibration set", unit="img")
-    i = 0
-    while len(samples) < num and order:
-        path = order[i % len(order)]
-        rgb = _load(path, skipped)
-        if rgb is None:
-            order.remove(path)
-            continue
-        rng = np.random.default_rng([seed, len(samples)])
-        if degrade == "bsrgan":
-            rgb = _degrade(rgb, scale, rng)
-        sample, box = _sample(rgb, mode, hw, rng)
-        write_image(tmp / f"{len(samples):04d}.png", to_uint(sample, 8, "round"))
-        samples.append({"index": len(samples), "source": path.name, "box": box})
-        bar.update(1)
-        i += 1
-    bar.close()
+    # warnings (skipped images) go on their own line above the bar
+    with logging_redirect_tqdm(), tqdm(total=num, desc="calibration set", unit="img") as bar:
+        i = 0
+        while len(samples) < num and order:
+            path = order[i % len(order)]
+            rgb = _load(path, skipped, hw)
+            if rgb is None:
+                order.remove(path)
+                continue
+            rng = np.random.default_rng([seed, len(samples)])
+            if degrade == "bsrgan":
+                rgb = _degrade(rgb, scale, rng)
+            sample, box = _sample(rgb, mode, hw, rng)
+            write_image(tmp / f"{len(samples):04d}.png", to_uint(sample, 8, "round"))
+            samples.append({"index": len(samples), "source": path.name, "box": box})
+            bar.update(1)
+            i += 1
     return samples, skipped
 
 
@@ -138,13 +147,14 @@ def _folder_hash(folder: Path) -> str:
 
 def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[int, ...], *, num: int = 50,
                          seed: int = 0, mode: str = "crop", degrade: str = "none",
-                         workdir: Path | None = None) -> CalibSet:
+                         workdir: Path | None = None, force: bool = False) -> CalibSet:
     """Build (or reuse) a calibration set of ``num`` samples of the model's input size.
 
     Raises DatasetError for a missing/empty folder or when no image is readable; UsageError for a
     bad mode/number. In ``resize`` mode a folder with fewer images than ``num`` gives fewer samples
-    (with a warning); in ``crop`` mode several crops come from each image. Unreadable images are
-    skipped with a warning and counted in the manifest.
+    (with a warning); in ``crop`` mode several crops come from each image. Unreadable images and
+    images smaller than half the input size are skipped with a warning and counted in the manifest.
+    A cached set is verified (file sizes, sha256) and rebuilt when damaged; ``force`` rebuilds it.
     """
     if mode not in MODES or degrade not in DEGRADATIONS or num < 1:
         raise UsageError(f"calibration: mode must be one of {MODES}, degrade one of {DEGRADATIONS}, num >= 1")
@@ -157,15 +167,18 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
     key = artifacts.stage_key({"format": CALIB_FORMAT, "sources": digests, "num": num, "seed": seed,
                                "mode": mode, "hw": hw, "degrade": degrade, "spec": spec.to_json()})
     folder = artifacts.row_workdir(row, workdir) / "calib" / f"{mode}-{hw[0]}x{hw[1]}-n{num}-s{seed}-{key}"
-    if (folder / "manifest.json").is_file():
-        m = artifacts.read_json(folder / "manifest.json")
-        return CalibSet(folder, m["num"], m["sha256"], m, cached=True)
-    with artifacts.staged_dir(folder) as tmp:
-        samples, skipped = _fill(tmp, paths, num, mode, hw, seed, degrade, spec.scale)
-        if not samples:
-            raise DatasetError(f"--calib-images {images}: none of the {len(paths)} images could be read")
-        manifest = {"row": row, "mode": mode, "shape": list(shape), "num": len(samples), "seed": seed,
-                    "degrade": degrade, "images": str(images), "sources": digests, "samples": samples,
-                    "skipped": skipped, "n_skipped": len(skipped), "sha256": _folder_hash(tmp), "key": key}
-        artifacts.atomic_write_json(tmp / "manifest.json", manifest)
+    with stage_lock(folder):  # a concurrent identical set finishes first; this one reuses it
+        m = reusable(folder, force)
+        if m is not None:
+            return CalibSet(folder, m["num"], m["sha256"], m, cached=True)
+        with artifacts.staged_dir(folder) as tmp:
+            samples, skipped = _fill(tmp, paths, num, mode, hw, seed, degrade, spec.scale)
+            if not samples:
+                raise DatasetError(f"--calib-images {images}: none of the {len(paths)} images could be used "
+                                   f"(unreadable, or smaller than half the {hw[0]}x{hw[1]} input)")
+            manifest = {"row": row, "mode": mode, "shape": list(shape), "num": len(samples), "seed": seed,
+                        "degrade": degrade, "images": str(images), "sources": digests, "samples": samples,
+                        "skipped": skipped, "n_skipped": len(skipped), "sha256": _folder_hash(tmp), "key": key,
+                        "files": file_records(tmp)}
+            artifacts.atomic_write_json(tmp / "manifest.json", manifest)
     return CalibSet(folder, manifest["num"], manifest["sha256"], manifest)

@@ -136,7 +136,9 @@ def available_rows() -> list[str]:
 def _format_validation(path: Path, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"]
+    if not loc.isprintable():  # a key holding a newline or control character: keep the message one line
+        loc = repr(loc)[1:-1]
+    msg = " ".join(first["msg"].split())
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{path}: key '{loc}': {msg}"
@@ -160,8 +162,11 @@ def load_row(row: str | Path) -> RowConfig:
         raise UsageError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, an impossible date
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: not valid YAML: {first[:200]}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     data.setdefault("name", path.stem)
@@ -169,6 +174,8 @@ def load_row(row: str | Path) -> RowConfig:
         return RowConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, exc)) from exc
+    except RecursionError as exc:  # a self-referencing YAML anchor
+        raise ConfigError(f"{path}: a value refers to itself (recursive YAML anchor)") from exc
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:

@@ -53,3 +53,11 @@ class BuildError(VaccError):
 
 class BackendUnavailable(VaccError):
     """A requested backend is not installed on this machine."""
+
+
+class OutputError(VaccError):
+    """A file or folder cannot be written (read-only file system, no permission, no space)."""
+
+
+class PathKindError(UsageError):
+    """A path given as a folder is a file, or one given as a file is a folder."""

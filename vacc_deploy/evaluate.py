@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from vacc_deploy.errors import DatasetError, ImageError, ShapeError
 from vacc_deploy.imaging.datasets import Pair
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.imaging.metrics import fidelity, psnr_rgb, psnr_y, ssim_rgb, ssim_y
@@ -117,9 +118,21 @@ def evaluate(pairs: list[Pair], cands: list[Candidate], *, row: str, dataset: Pa
     ``rounding``: ``official`` uses each row's own official float→uint8 conversion and Y
     computation (:class:`ModelSpec` ``output_conversion``, ``y_conversion``); ``round`` rounds the
     output and scores float Y (the common BasicSR convention).
+
+    An image that cannot be read or scored (corrupt, too large to decode, too small for the
+    metric) is left out and listed under ``failed`` (image, one-line error naming the file); the
+    means are over the others. Raises DatasetError when no image can be scored.
     """
     per_image: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
     for pair in tqdm(pairs, desc=f"eval {row}", unit="img", disable=not progress):
-        per_image += _score_image(pair, cands, scale, protocol, rounding, vendor_interp)
-    return {"row": row, "dataset": str(dataset), "protocol": protocol, "n_images": len(pairs),
-            "rounding": rounding, "results": summarize(per_image, cands), "per_image": per_image}
+        try:
+            per_image += _score_image(pair, cands, scale, protocol, rounding, vendor_interp)
+        except (ImageError, ShapeError) as exc:  # one bad image: note it, go on with the others
+            where = str(pair.hr_path)
+            failed.append({"image": pair.name, "error": str(exc) if where in str(exc) else f"{where}: {exc}"})
+    if not per_image:
+        raise DatasetError(f"{dataset}: none of the {len(pairs)} images could be evaluated "
+                           f"(first: {failed[0]['error'] if failed else 'no images'})")
+    return {"row": row, "dataset": str(dataset), "protocol": protocol, "n_images": len(pairs) - len(failed),
+            "rounding": rounding, "results": summarize(per_image, cands), "per_image": per_image, "failed": failed}

@@ -24,6 +24,7 @@ from vacc_deploy.backends.ort import OrtSession
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import ExportError, ShapeError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
+from vacc_deploy.stage_guard import file_records, reusable, stage_lock
 from vacc_deploy.weights import HOUSE_LABEL, resolve_with_kind, sha256_file, weights_kind
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,8 @@ def export_row(
     Args:
         config: the row. weights: None/"official", "synthetic" or a checkpoint path.
         shape: (1, 3, H, W); default the row's ``input_shape``. opset: ONNX opset.
-        workdir: the work folder (default ``./work``). force: redo even when cached.
+        workdir: the work folder (default ``./work``). force: redo even when cached. A cached
+        export whose files do not match their manifest records (size, sha256) is redone with a warning.
 
     Raises:
         ShapeError for a shape the model cannot take; WeightsError; ExportError when the export,
@@ -188,23 +190,23 @@ def export_row(
                                "code": family_source_digest(config.arch), "weights": label, "sha": digest,
                                "shape": shape, "opset": opset, "versions": artifacts.tool_versions()})
     out_dir = artifacts.row_workdir(config.name, workdir) / "export" / f"{shape[2]}x{shape[3]}-op{opset}-{key}"
-    manifest = out_dir / "manifest.json"
-    if manifest.is_file() and not force:
-        cached = _read_cached(manifest)
+    with stage_lock(out_dir):  # a concurrent identical export finishes first; this one reuses it
+        cached = _read_cached(out_dir / "manifest.json") if reusable(out_dir, force) is not None else None
         if cached is not None:
             return cached
-    from vacc_deploy.models import row_spec
-    from vacc_deploy.torch_export import export_into
+        from vacc_deploy.models import row_spec
+        from vacc_deploy.torch_export import export_into
 
-    spec = row_spec(config)
-    check_shape(shape, spec, config.name)
-    with artifacts.staged_dir(out_dir) as tmp:
-        produced = export_into(tmp, config, model_arg, label, shape, opset)
-        result = ExportResult(row=config.name, onnx_path=out_dir / "model.onnx", input_name="input", spec=asdict(spec),
-                              output_name="output", input_shape=shape, opset=opset, weights=label,
-                              weights_sha256=digest, **produced)
-        artifacts.atomic_write_json(tmp / "manifest.json", {**result.to_dict(), "key": key,
-                                                            "versions": artifacts.tool_versions()})
+        spec = row_spec(config)
+        check_shape(shape, spec, config.name)
+        with artifacts.staged_dir(out_dir) as tmp:
+            produced = export_into(tmp, config, model_arg, label, shape, opset)
+            result = ExportResult(row=config.name, onnx_path=out_dir / "model.onnx", input_name="input",
+                                  spec=asdict(spec), output_name="output", input_shape=shape, opset=opset,
+                                  weights=label, weights_sha256=digest, **produced)
+            artifacts.atomic_write_json(tmp / "manifest.json", {**result.to_dict(), "key": key,
+                                                                "versions": artifacts.tool_versions(),
+                                                                "files": file_records(tmp)})
     for note in result.notes:
         log.warning("%s: %s", config.name, note)
     return result

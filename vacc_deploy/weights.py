@@ -110,6 +110,8 @@ def resolve_with_kind(config: RowConfig, weights: str | Path | None = None, *, d
         return house_path(config), "house"
     if text not in (None, "official"):
         path = Path(text).expanduser()
+        if path.is_dir():
+            raise WeightsError(f"--weights {weights}: is a directory, not a checkpoint file")
         if not path.is_file():
             raise WeightsError(f"--weights {weights}: file not found")
         return path, "file"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
+from vacc_deploy.cli.common import add_force, add_model_args, add_row, request_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_row(parser)
     add_model_args(parser, backends=("onnxruntime", "vacc", "auto"))
+    add_force(parser, "build")
     parser.add_argument("--vamc-timeout", type=float, default=None, metavar="S",
                         help="stop vamc compile after S seconds (default: no limit)")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from vacc_deploy.cli.common import add_calib_args, add_row, add_shape, add_weights, add_workdir, request_from_args
+from vacc_deploy.cli.common import (
+    add_calib_args, add_force, add_row, add_shape, add_weights, add_workdir, request_from_args,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_shape(parser)
     add_weights(parser)
     add_workdir(parser)
+    add_force(parser, "make the set")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,10 +31,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_row(args.row)
     req = request_from_args(args)
     exported = export_stage(config, req, args.workdir)
-    calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, args.workdir)
+    calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, args.workdir, force=args.force)
     m = calib.manifest
     print(f"{config.name}: {calib.num} samples ({m['mode']}, {'x'.join(map(str, m['shape']))}, seed {m['seed']}, "
-          f"degrade {m['degrade']}) from {len(m['sources'])} images; {m['n_skipped']} unreadable skipped")
+          f"degrade {m['degrade']}) from {len(m['sources'])} images; {m['n_skipped']} unreadable or too small skipped")
     print(f"  folder  {calib.folder}")
     print(f"  sha256  {calib.sha256}")
     return 0

@@ -119,7 +119,8 @@ def request_from_args(args: argparse.Namespace):
     calib = CalibRequest(images=args.calib_images, num=args.num, seed=args.seed, mode=args.calib_mode,
                          degrade=args.degrade)
     return ModelRequest(weights=args.weights, shape=shape, opset=getattr(args, "opset", 17),
-                        backend=getattr(args, "backend", "onnxruntime"), build=build, calib=calib)
+                        backend=getattr(args, "backend", "onnxruntime"), build=build, calib=calib,
+                        force=getattr(args, "force", False))
 
 
 def upscaler_from_args(config: RowConfig, args: argparse.Namespace):
@@ -131,3 +132,8 @@ def upscaler_from_args(config: RowConfig, args: argparse.Namespace):
     overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     return upscaler_for(config, request_from_args(args), args.workdir, overlap=overlap,
                         options=SessionOptions(threads=args.threads))
+
+
+def add_force(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"{what} again even if a cached one matches (cached ones are verified anyway)")

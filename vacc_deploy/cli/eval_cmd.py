@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
@@ -65,4 +66,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         artifacts.atomic_write_json(args.json, result)
         print(f"results written to {args.json}")
-    return 0
+    return report_failed(result["failed"], result["n_images"])
+
+
+def report_failed(failed: list[dict], scored: int) -> int:
+    """Print each image left out (one line each) and a summary on stderr; the exit code (1 if any)."""
+    for f in failed:
+        print(f"vacc-deploy: error: {f['error']}", file=sys.stderr)
+    if failed:
+        print(f"vacc-deploy: {len(failed)} of {len(failed) + scored} images could not be evaluated "
+              f"(left out of the means)", file=sys.stderr)
+    return 1 if failed else 0

@@ -55,10 +55,24 @@ def _decode(path: Path) -> np.ndarray:
         raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
     if data.size == 0:
         raise ImageError(f"cannot read image {path}: file is empty")
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV decodes
+        raise ImageError(f"cannot decode image {path}: {_cv_reason(exc)}") from None
     if arr is None or arr.size == 0:
         raise ImageError(f"cannot decode image {path}: not a valid or supported image file")
     return arr
+
+
+def _cv_reason(exc: Exception) -> str:
+    """A one-line reason for an OpenCV decoding error."""
+    text = str(exc)
+    if "CV_IO_MAX_IMAGE_PIXELS" in text or "validateInputImageSize" in text:
+        return "its header claims a size larger than OpenCV decodes (over 2^30 pixels)"
+    if "Insufficient memory" in text or "Failed to allocate" in text:
+        return "not enough memory to decode it"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return f"not a valid or supported image file ({lines[-1][:160] if lines else 'OpenCV error'})"
 
 
 def _png_is_gray_alpha(path: Path) -> bool:

@@ -17,6 +17,7 @@ Adding a family = one module + one line in :data:`FAMILIES`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -82,12 +83,24 @@ def load_checkpoint(path: Path, config: RowConfig) -> dict[str, torch.Tensor]:
     if Path(path).suffix == ".safetensors":
         return load_safetensors(Path(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about odd pickles invite unsafe loading
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot load checkpoint ({reason[:200]})") from None
+        raise WeightsError(f"{path}: cannot load checkpoint: {_unloadable_reason(exc)}") from None
     fmt = config.weights.official.format if config.weights.official else "state_dict"
     return family_of(config).convert_checkpoint(obj, fmt)
+
+
+def _unloadable_reason(exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in one line. Never passes on torch's advice to load it
+    unsafely (``weights_only=False`` runs arbitrary code from the file)."""
+    text = str(exc).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        return ("not a loadable PyTorch checkpoint (corrupt, truncated, or it holds Python objects other "
+                "than tensors, which are never unpickled)")
+    first = text.splitlines()[0][:160] if text else type(exc).__name__
+    return f"not a loadable PyTorch checkpoint (corrupt or truncated: {first})"
 
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ needs torch must actually run (an export that is not cached, or the torch backen
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +14,14 @@ from pathlib import Path
 from vacc_deploy.backends import BuiltModel, SessionOptions, open_session
 from vacc_deploy.build import PRECISIONS, BuildOptions, BuildResult, build_onnxruntime
 from vacc_deploy.calibset import CalibSet, make_calibration_set
-from vacc_deploy.config import RowConfig
+from vacc_deploy.config import Quantization, RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.export import DEFAULT_OPSET, ExportResult, export_row, weights_identity
 from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
 from vacc_deploy.infer import Upscaler
 from vacc_deploy.spec import ModelSpec
+
+QUANT_METHODS: tuple[str, ...] = typing.get_args(Quantization.model_fields["method"].annotation)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class ModelRequest:
     backend: str = "onnxruntime"
     build: BuildOptions = field(default_factory=BuildOptions)
     calib: CalibRequest = field(default_factory=CalibRequest)
+    force: bool = False  # redo the command's last stage (the build; for calib, the set) even when cached
 
     def with_precision(self, precision: str, quant: str | None = None) -> "ModelRequest":
         """The same request for another precision / calibration method."""
@@ -53,11 +57,14 @@ def variants(config: RowConfig, precisions: Sequence[str], quants: Sequence[str]
     """The (precision, int8 method) builds a command asks for, in the order fp32, fp16, int8 (one
     int8 build per method; default method: the row's). ``with_fp32`` puts fp32 first even when not
     asked (eval and the pipeline need it as the fidelity reference). Raises UsageError for an
-    unknown precision."""
+    unknown precision or int8 method."""
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise UsageError(f"--precisions: unknown precision '{bad[0]}' (expected {', '.join(PRECISIONS)})")
     methods = tuple(quants) if quants else (config.quant.method,)
+    odd = [m for m in methods if m not in QUANT_METHODS]
+    if odd:
+        raise UsageError(f"--quant: unknown int8 calibration method '{odd[0]}' (expected {', '.join(QUANT_METHODS)})")
     wanted = set(precisions) | ({"fp32"} if with_fp32 else set())
     return [(p, m) for p in PRECISIONS if p in wanted for m in (methods if p == "int8" else (None,))]
 
@@ -68,13 +75,13 @@ def export_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
 
 
 def calib_stage(config: RowConfig, spec: ModelSpec, shape: tuple[int, ...], req: ModelRequest,
-                workdir: Path | None) -> CalibSet | None:
-    """The calibration set (cached), or None when no calibration images were given."""
+                workdir: Path | None, force: bool = False) -> CalibSet | None:
+    """The calibration set (cached; ``force``: made again), or None when no calibration images were given."""
     c = req.calib
     if c.images is None:
         return None
     return make_calibration_set(config.name, spec, c.images, shape, num=c.num, seed=c.seed, mode=c.mode,
-                                degrade=c.degrade, workdir=workdir)
+                                degrade=c.degrade, workdir=workdir, force=force)
 
 
 def _build_options(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuildOptions:
@@ -91,12 +98,14 @@ def _build_options(config: RowConfig, req: ModelRequest, workdir: Path | None) -
 
 
 def build_onnx(config: RowConfig, req: ModelRequest, workdir: Path | None) -> tuple[ExportResult, BuildResult]:
-    """Export, calibrate (int8) and build for ONNX Runtime; every stage cached."""
+    """Export, calibrate (int8) and build for ONNX Runtime; every stage cached (``req.force``: the
+    build is redone)."""
     exported = export_stage(config, req, workdir)
     spec = ModelSpec(**exported.spec)
     opts = _build_options(config, req, workdir)
     calib = calib_stage(config, spec, exported.input_shape, req, workdir) if opts.precision == "int8" else None
-    built = build_onnxruntime(exported.onnx_path, spec, opts, row=config.name, calib=calib, workdir=workdir)
+    built = build_onnxruntime(exported.onnx_path, spec, opts, row=config.name, calib=calib, workdir=workdir,
+                              force=req.force)
     return exported, built
 
 

@@ -3,6 +3,7 @@ under a key of its inputs; a stage whose key is found is reused and not run agai
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from vacc_deploy import artifacts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,10 +26,13 @@ class StageRecord:
 
 
 def cached_json(path: Path, compute: Callable[[], Any]) -> tuple[Any, bool]:
-    """Return (result, reused): the JSON at ``path`` if present, else ``compute()`` written there
-    atomically."""
+    """Return (result, reused): the JSON at ``path`` if present and readable, else ``compute()``
+    written there atomically."""
     if path.is_file():
-        return artifacts.read_json(path), True
+        try:
+            return artifacts.read_json(path), True
+        except ValueError:  # damaged on disk (e.g. truncated): compute it again
+            log.warning("cached %s is unreadable; computing it again", path)
     result = compute()
     artifacts.atomic_write_json(path, result)
     return result, False

@@ -208,12 +208,12 @@ def _bench(config: RowConfig, req: ModelRequest, variants: list, built: list, op
 def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None = None) -> PipelineResult:
     """Run every stage for ``config`` (see module docstring); returns where the report is."""
     records: list[StageRecord] = []
+    variants = pipeline_variants(config, opts.precisions, opts.quants)  # bad options fail before any stage
     weights, provenance, notes = _provenance(config, opts.request.weights)
     with tqdm(total=len(STAGES), desc="pipeline", unit="stage", leave=False) as bar:
         dataset, calib_images = _stage(records, bar, "data", lambda: _data(opts, workdir))
         req = replace(opts.request, weights=weights, calib=replace(opts.request.calib, images=calib_images))
         exported = _stage(records, bar, "export", lambda: (lambda e: (e, e.cached))(export_stage(config, req, workdir)))
-        variants = pipeline_variants(config, opts.precisions, opts.quants)
         int8 = [m for p, m in variants if p == "int8"]
         _stage(records, bar, "calibrate", lambda: _calibrate(config, req, exported, bool(int8), workdir))
         built = _stage(records, bar, "build", lambda: _builds(config, req, variants, workdir))
