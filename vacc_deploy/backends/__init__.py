@@ -16,8 +16,8 @@ from vacc_deploy.backends.torch_session import TorchBackend
 from vacc_deploy.backends.vacc import VaccBackend
 from vacc_deploy.errors import BackendUnavailable, UsageError
 
-__all__ = ["AUTO", "Artifact", "BACKENDS", "Backend", "BuiltModel", "Session", "SessionOptions",
-           "backend_names", "get_backend", "open_session", "resolve", "short_label"]
+__all__ = ["AUTO", "AUTO_ORDER", "Artifact", "BACKENDS", "Backend", "BuiltModel", "DEFAULT_BACKEND", "Session",
+           "SessionOptions", "backend_names", "get_backend", "open_session", "resolve", "short_label"]
 
 BACKENDS: dict[str, Backend] = {
     "torch": TorchBackend(),

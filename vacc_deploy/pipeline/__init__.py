@@ -15,7 +15,7 @@ from vacc_deploy.backends import DEFAULT_BACKEND, BuiltModel, SessionOptions, ge
 from vacc_deploy.build import PRECISIONS, BuildOptions, BuildResult, build_onnxruntime
 from vacc_deploy.calibset import CalibSet, make_calibration_set
 from vacc_deploy.config import Quantization, RowConfig
-from vacc_deploy.errors import UsageError
+from vacc_deploy.errors import BackendUnavailable, UsageError
 from vacc_deploy.export import DEFAULT_OPSET, ExportResult, export_row, weights_identity
 from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
 from vacc_deploy.infer import Upscaler
@@ -148,7 +148,11 @@ def build_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> B
 def upscaler_for(config: RowConfig, req: ModelRequest, workdir: Path | None, *,
                  overlap: int = DEFAULT_OVERLAP, options: SessionOptions = SessionOptions()
                  ) -> tuple[Upscaler, BuiltModel]:
-    """Build (or reuse) the requested model and wrap a session of it in an :class:`Upscaler`."""
+    """Build (or reuse) the requested model and wrap a session of it in an :class:`Upscaler`.
+    Raises BackendUnavailable, before building anything, when the backend cannot run here."""
+    reason = get_backend(req.backend).unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailable(f"backend {req.backend} cannot run here: {reason}")
     built = build_stage(config, req, workdir)
     session = open_session(req.backend, built, options)
     return Upscaler(session, built.spec, overlap), built

@@ -126,8 +126,8 @@ def _candidates(config: RowConfig, req: ModelRequest, built: list, overlap: int)
         spec = ModelSpec(**exported.spec)
         bm = BuiltModel(row=config.name, spec=spec, input_shape=tuple(exported.input_shape),
                         precision=b.precision, quant=b.quant, onnx_path=b.model_path)
-        out.append(Candidate(b.precision, b.quant, DEFAULT_BACKEND, Upscaler(open_session(DEFAULT_BACKEND, bm), spec, overlap),
-                             tuple(exported.input_shape[2:])))
+        up = Upscaler(open_session(DEFAULT_BACKEND, bm), spec, overlap)
+        out.append(Candidate(b.precision, b.quant, DEFAULT_BACKEND, up, tuple(exported.input_shape[2:])))
     return out
 
 
