@@ -32,8 +32,11 @@ from vacc_deploy.spec import ModelSpec
 
 ROW, SHAPE = "lesrcnn_x2", (1, 3, 16, 16)
 DUMMY = "numpy"  # registered by the ``backend`` fixture: one dict entry
-#: How close each precision's output must be to ONNX Runtime fp32's (max |diff|, mean |diff|).
-TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3), "int8": (0.5, 0.05)}
+#: How close each precision's output must be to ONNX Runtime fp32's (max |diff|, mean |diff|; the
+#: output's std is about 0.5). int8 is loose: synthetic weights calibrated on 3 crops lose ~0.04 on
+#: average, so int8 must also match ONNX Runtime's run of the same int8 file (SAME_INT8_FILE).
+TOLERANCE = {"fp32": (1e-4, 1e-5), "fp16": (1e-2, 1e-3), "int8": (0.5, 0.06)}
+SAME_INT8_FILE = (0.05, 0.005)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +65,9 @@ def _input() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference(work) -> np.ndarray:
-    """ONNX Runtime fp32's output for :func:`_input`."""
-    return open_session(DEFAULT_BACKEND, _build(work, DEFAULT_BACKEND, "fp32")).run(_input())
+def reference(work) -> dict[str, np.ndarray]:
+    """ONNX Runtime's output for :func:`_input`, per precision."""
+    return {p: open_session(DEFAULT_BACKEND, _build(work, DEFAULT_BACKEND, p)).run(_input()) for p in PRECISIONS}
 
 
 @pytest.fixture(params=[*BACKENDS, DUMMY])
@@ -88,7 +91,8 @@ def test_declares_itself(backend) -> None:
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_run_contract(backend, precision, work, reference) -> None:
-    """Output shape (N, C, H*s, W*s), float32, a fresh array, input untouched, close to ORT fp32."""
+    """Output shape (N, C, H*s, W*s), float32, a fresh array, input untouched, close to ORT fp32 (int8:
+    and to ORT's run of the same int8 file)."""
     if precision not in backend.precisions:
         pytest.skip(f"backend {backend.name} runs {', '.join(backend.precisions)} only")
     built = _build(work, backend.name, precision)
@@ -97,10 +101,12 @@ def test_run_contract(backend, precision, work, reference) -> None:
     x = _input()
     y = session.run(x)
     assert np.array_equal(x, _input())
-    assert isinstance(y, np.ndarray) and y.dtype == np.float32 and y.shape == reference.shape == (1, 3, 32, 32)
-    diff = np.abs(y - reference)
-    max_tol, mean_tol = TOLERANCE[precision]
-    assert diff.max() <= max_tol and diff.mean() <= mean_tol, (diff.max(), diff.mean())
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32 and y.shape == (1, 3, 32, 32)
+    checks = [(reference["fp32"], TOLERANCE[precision])]
+    checks += [(reference["int8"], SAME_INT8_FILE)] if precision == "int8" else []
+    for ref, (max_tol, mean_tol) in checks:
+        diff = np.abs(y - ref)
+        assert diff.max() <= max_tol and diff.mean() <= mean_tol, (diff.max(), diff.mean())
     again = session.run(np.zeros_like(x))
     assert np.array_equal(y, session.run(x)) and not np.shares_memory(y, again)
 
