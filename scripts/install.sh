@@ -9,5 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[export,test]"
+.venv/bin/python -m pip install -q -e ".[export,test,openvino]"
 echo "installed: $(.venv/bin/vacc-deploy --version)"

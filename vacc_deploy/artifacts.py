@@ -119,7 +119,7 @@ def file_digest(path: Path) -> str:
 
 def tool_versions() -> dict[str, str]:
     """Versions of the tools that shape results (read from package metadata: nothing is imported)."""
-    names = ["vacc-deploy", "numpy", "onnx", "onnxruntime", "onnxsim", "opencv-python-headless", "torch"]
+    names = ["vacc-deploy", "numpy", "onnx", "onnxruntime", "onnxsim", "openvino", "opencv-python-headless", "torch"]
     versions = {"python": platform.python_version()}
     for name in names:
         try:

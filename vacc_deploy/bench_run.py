@@ -24,10 +24,13 @@ def _job(config: RowConfig, req, backend: str, precision: str, method: str | Non
     from vacc_deploy.bench_worker import BenchJob
     from vacc_deploy.pipeline import build_stage
 
+    from vacc_deploy.backends import DEFAULT_BACKEND
+
     base = dataclasses.replace(req, backend=backend)
     built = build_stage(config, base.with_precision(precision, method), opts["workdir"])
-    onnx_model = built if backend != "torch" else build_stage(
-        config, dataclasses.replace(base, backend="onnxruntime").with_precision("fp32"), opts["workdir"])
+    # the input shape and FLOPs come from an ONNX file: the build itself, else the default backend's fp32
+    onnx_model = built if built.onnx_path is not None else build_stage(
+        config, dataclasses.replace(base, backend=DEFAULT_BACKEND).with_precision("fp32"), opts["workdir"])
     job = BenchJob(backend=backend, row=opts["row_ref"], input_shape=tuple(onnx_model.input_shape),
                    spec_json=built.spec.to_json(), onnx_path=str(built.onnx_path) if built.onnx_path else None,
                    weights=built.weights, threads=opts["threads"], iters=opts["iters"], warmup=opts["warmup"],

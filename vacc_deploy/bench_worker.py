@@ -45,14 +45,15 @@ class BenchJob:
 
 
 def _open(job: BenchJob):
-    from vacc_deploy.backends import BuiltModel, SessionOptions, open_session
+    from vacc_deploy.backends import BuiltModel, SessionOptions, get_backend
     from vacc_deploy.config import load_row
     from vacc_deploy.spec import ModelSpec
 
+    backend = get_backend(job.backend)
     built = BuiltModel(row=job.row, spec=ModelSpec.from_json(job.spec_json), input_shape=job.input_shape,
                        weights=job.weights, onnx_path=Path(job.onnx_path) if job.onnx_path else None,
-                       config=load_row(job.row) if job.backend == "torch" else None)
-    return built, open_session(job.backend, built, SessionOptions(threads=job.threads))
+                       config=load_row(job.row) if backend.artifact == "module" else None)
+    return built, backend.open(built, SessionOptions(threads=job.threads))
 
 
 def end_to_end_images(path: Path, scale: int) -> list[Path]:

@@ -1,82 +1,77 @@
-"""Backends that run a built model behind one session interface. Torch-free; nothing of a vendor
-SDK is imported here.
+"""Backends that run a built model behind one session interface, and their registry. Torch-free;
+nothing of a vendor SDK (nor torch) is imported here or by the backend modules at import time.
 
-:data:`BACKENDS` maps a backend name to the module that implements it (a plain dict; the module is
-imported only when that backend is used). A backend module provides
-``open_session(built: BuiltModel, options: SessionOptions) -> Session``. Adding a backend = one
-module + one line here.
+:data:`BACKENDS` maps a backend name to its :class:`~vacc_deploy.backends.base.Backend` object (a
+plain dict). The CLI's backend choices, the report labels and the build stage's choice of artifact
+all come from it. Adding a backend = one module + one line here. ``"auto"`` is resolved here
+(:func:`resolve`) and nowhere else.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
-from typing import Protocol
+from vacc_deploy.backends.base import Artifact, Backend, BuiltModel, Session, SessionOptions
+from vacc_deploy.backends.openvino import OpenVinoBackend
+from vacc_deploy.backends.ort import OrtBackend
+from vacc_deploy.backends.torch_session import TorchBackend
+from vacc_deploy.backends.vacc import VaccBackend
+from vacc_deploy.errors import BackendUnavailable, UsageError
 
-import numpy as np
+__all__ = ["AUTO", "AUTO_ORDER", "Artifact", "BACKENDS", "Backend", "BuiltModel", "DEFAULT_BACKEND", "Session",
+           "SessionOptions", "backend_names", "get_backend", "open_session", "resolve", "short_label"]
 
-from vacc_deploy.errors import UsageError
-from vacc_deploy.spec import ModelSpec
-
-BACKENDS: dict[str, str] = {
-    "torch": "vacc_deploy.backends.torch_session",
-    "onnxruntime": "vacc_deploy.backends.ort",
-    "vacc": "vacc_deploy.backends.vacc",
+BACKENDS: dict[str, Backend] = {
+    "torch": TorchBackend(),
+    "onnxruntime": OrtBackend(),
+    "vacc": VaccBackend(),
+    "openvino": OpenVinoBackend(),
 }
 
-
-class Session(Protocol):
-    """What every backend's session offers.
-
-    ``input_shape``: the fixed (N, C, H, W) input, or None when any size is accepted (PyTorch).
-    ``run(batch)``: float32 NCHW batch, pre-processed as the model expects → float32 NCHW output.
-    """
-
-    input_shape: tuple[int, ...] | None
-
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
+#: The backend name that means "the best one available here".
+AUTO = "auto"
+#: What ``auto`` tries, in order: the accelerator, else the default CPU runtime.
+AUTO_ORDER: tuple[str, ...] = ("vacc", "onnxruntime")
+#: The backend a command uses when none is named.
+DEFAULT_BACKEND = "onnxruntime"
 
 
-@dataclass(frozen=True)
-class SessionOptions:
-    """Runtime options: CPU threads (ORT/torch), VACC device id, batch size."""
-
-    threads: int | None = None
-    device_id: int = 0
-    batch_size: int = 1
-
-
-@dataclass(frozen=True)
-class BuiltModel:
-    """The artifact a session runs: what the build stage produced for one precision.
-
-    ``onnx_path`` is the ONNX model (ORT); ``vacc_dir``/``vdsp_json`` the vamc output (VACC);
-    ``config``/``weights`` let the torch backend rebuild the reference module. ``label`` describes the
-    weights for reports (official / synthetic / file).
-    """
-
-    row: str
-    spec: ModelSpec
-    input_shape: tuple[int, int, int, int]
-    precision: str = "fp32"
-    quant: str | None = None
-    weights: str | None = None
-    label: str = ""
-    onnx_path: Path | None = None
-    vacc_dir: Path | None = None
-    vdsp_json: Path | None = None
-    config: object | None = None  # the RowConfig (torch backend rebuilds the module from it)
+def get_backend(name: str) -> Backend:
+    """The registered backend ``name``. Raises UsageError for an unknown name (``auto``: use
+    :func:`resolve`)."""
+    try:
+        return BACKENDS[name]
+    except KeyError as exc:
+        raise UsageError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})") from exc
 
 
-def backend_module(name: str) -> ModuleType:
-    """Import and return a backend's module. Raises UsageError for an unknown name."""
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
-    return importlib.import_module(BACKENDS[name])
+def backend_names(*, artifact: Artifact | None = None, precision: str | None = None) -> tuple[str, ...]:
+    """Registered names, in registry order; only those building ``artifact`` / running ``precision``
+    when given."""
+    return tuple(n for n, b in BACKENDS.items()
+                 if (artifact is None or b.artifact == artifact)
+                 and (precision is None or precision in b.precisions))
+
+
+def resolve(name: str) -> tuple[Backend, str]:
+    """The backend ``name`` stands for and a one-line reason. ``auto`` picks the first available
+    backend of :data:`AUTO_ORDER`; the reason says why the ones before it were passed over."""
+    if name != AUTO:
+        return get_backend(name), "named"
+    passed: list[str] = []
+    for candidate in AUTO_ORDER:
+        backend = get_backend(candidate)
+        reason = backend.unavailable_reason()
+        if reason is None:
+            return backend, "; ".join(passed) or f"{candidate} is available"
+        passed.append(reason)
+    raise BackendUnavailable(f"no backend of {', '.join(AUTO_ORDER)} is available: {'; '.join(passed)}")
+
+
+def short_label(name: str) -> str:
+    """The report label of backend ``name`` (the name itself when it is not registered)."""
+    backend = BACKENDS.get(name)
+    return backend.short if backend is not None else name
 
 
 def open_session(name: str, built: BuiltModel, options: SessionOptions = SessionOptions()) -> Session:
-    """Open a session of backend ``name`` on ``built``."""
-    return backend_module(name).open_session(built, options)
+    """Open a session of backend ``name`` on ``built`` (see :meth:`Backend.open`)."""
+    return get_backend(name).open(built, options)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vacc_deploy.artifacts import x86_without_vnni
+from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions
 from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
 
@@ -94,8 +95,25 @@ class OrtSession:
         return self._sess.run([self.output_name], {self.input_name: x})[0]
 
 
-def open_session(built, options) -> OrtSession:
-    """Backend entry point (see :mod:`vacc_deploy.backends`): run ``built.onnx_path``."""
+def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) -> OrtSession:
+    """Run ``built.onnx_path`` (see :class:`OrtBackend`)."""
     if built.onnx_path is None:
         raise BuildError(f"row '{built.row}': no ONNX model was built for ONNX Runtime")
     return OrtSession(built.onnx_path, options.threads)
+
+
+class OrtBackend(Backend):
+    """ONNX Runtime's CPU execution provider on the fp32/fp16/int8 ONNX builds (the default)."""
+
+    name = "onnxruntime"
+    short = "ort"
+    summary = "ONNX Runtime CPU (fixed-shape ONNX build, tiled)"
+    artifact = "onnx"
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        return None if importlib.util.find_spec("onnxruntime") else "onnxruntime is not installed"
+
+    def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> OrtSession:
+        return open_session(built, options)

@@ -1,4 +1,4 @@
-"""PyTorch eager session: the reference backend. Imports torch (only when this backend is used).
+"""PyTorch eager session: the reference backend. Imports torch only when a session is opened.
 
 Unlike the fixed-shape backends it accepts any input size (``input_shape`` is None), so it can run a
 whole image at once; with ``tile_shape`` it behaves like a fixed-shape model (for comparisons).
@@ -6,15 +6,17 @@ whole image at once; with ``tile_shape`` it behaves like a fixed-shape model (fo
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import importlib.util
 
+import numpy as np
+
+from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions
 from vacc_deploy.config import RowConfig
-from vacc_deploy.models import create_model, row_spec
+from vacc_deploy.errors import BuildError
 
 
 class TorchSession:
-    """Runs a row's PyTorch module on the CPU, float32, under ``torch.no_grad``.
+    """Runs a row's PyTorch module on the CPU, float32, under ``torch.inference_mode``.
 
     Args:
         config: the row. weights: as for :func:`vacc_deploy.models.create_model`.
@@ -24,20 +26,43 @@ class TorchSession:
 
     def __init__(self, config: RowConfig, weights=None, tile_shape: tuple[int, ...] | None = None,
                  threads: int | None = None) -> None:
+        import torch
+
+        from vacc_deploy.models import create_model, row_spec
+
         if threads:
             torch.set_num_threads(threads)
+        self._torch = torch
         self.model = create_model(config, weights)
         self.spec = row_spec(config)
         self.input_shape = tuple(tile_shape) if tile_shape else None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run a float32 NCHW batch; returns float32 NCHW."""
+        torch = self._torch
         with torch.inference_mode():
             return self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
 
-def open_session(built, options) -> TorchSession:
-    """Backend entry point (see :mod:`vacc_deploy.backends`): the row's module, whole-image inference."""
-    config = built.config
+def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) -> TorchSession:
+    """The row's module, whole-image inference (see :class:`TorchBackend`)."""
+    if not isinstance(built.config, RowConfig):
+        raise BuildError(f"row '{built.row}': the torch backend needs the row's config to rebuild its module")
     weights = None if built.weights in (None, "None") else built.weights
-    return TorchSession(config, weights, tile_shape=None, threads=options.threads)
+    return TorchSession(built.config, weights, tile_shape=None, threads=options.threads)
+
+
+class TorchBackend(Backend):
+    """The PyTorch reference: the row's module in eager mode, fp32, any input size."""
+
+    name = "torch"
+    short = "torch"
+    summary = "PyTorch reference (fp32, whole image)"
+    artifact = "module"
+    precisions = ("fp32",)
+
+    def unavailable_reason(self) -> str | None:
+        return None if importlib.util.find_spec("torch") else "torch is not installed (pip install vacc-deploy[export])"
+
+    def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> TorchSession:
+        return open_session(built, options)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions
 from vacc_deploy.backends.vacc_yaml import (  # noqa: F401  (re-exported)
     VAMC_QUANT_MODES,
     VamcFiles,
@@ -219,9 +220,26 @@ class VaccSession:
             stream.wait_until_done()
 
 
-def open_session(built, options) -> VaccSession:
-    """Backend entry point (see :mod:`vacc_deploy.backends`): run the vamc output in ``built.vacc_dir``."""
+def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) -> VaccSession:
+    """Run the vamc output in ``built.vacc_dir`` (see :class:`VaccBackend`)."""
     if built.vacc_dir is None:
         raise BuildError(f"row '{built.row}': no VACC model was compiled (build with --backend vacc first)")
     return VaccSession(built.vacc_dir, built.vdsp_json, built.input_shape,
                        device_id=options.device_id, batch_size=options.batch_size)
+
+
+class VaccBackend(Backend):
+    """The Vastai VACC accelerator: the vamc-compiled fp16/int8 model through vaststreamx."""
+
+    name = "vacc"
+    short = "vacc"
+    summary = "Vastai VACC card (vamc build, vaststreamx)"
+    artifact = "vamc"
+    precisions = ("fp16", "int8")
+
+    def unavailable_reason(self) -> str | None:
+        ok, reason = vacc_available()
+        return None if ok else reason
+
+    def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> VaccSession:
+        return open_session(built, options)

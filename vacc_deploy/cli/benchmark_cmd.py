@@ -6,17 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
+from vacc_deploy.backends import BACKENDS, DEFAULT_BACKEND
+from vacc_deploy.cli.common import add_model_args, add_row, backends_help, request_from_args, split_list
 from vacc_deploy.config import RowConfig, load_row
-from vacc_deploy.errors import UsageError
-
-BENCH_BACKENDS = ("onnxruntime", "torch")
+from vacc_deploy.errors import BackendUnavailable, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_row(parser)
-    parser.add_argument("--backends", default="onnxruntime", metavar="LIST",
-                        help="comma-separated: onnxruntime,torch (torch runs fp32 only; default onnxruntime)")
+    parser.add_argument("--backends", default=DEFAULT_BACKEND, metavar="LIST",
+                        help=f"comma-separated, of {backends_help(tuple(BACKENDS))}. A backend that runs "
+                             f"fp32 only is measured at fp32 whatever --precisions says (default {DEFAULT_BACKEND})")
     parser.add_argument("--iters", type=int, default=20, metavar="N", help="timed runs (default 20)")
     parser.add_argument("--warmup", type=int, default=3, metavar="N",
                         help="untimed runs after the first run (default 3)")
@@ -30,21 +30,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def configurations(config: RowConfig, backends: str, precisions: str, quant: str | None
                    ) -> list[tuple[str, str, str | None]]:
-    """(backend, precision, int8 method) triples to measure. torch runs fp32 only (whatever
-    ``precisions`` says); int8 is measured once per calibration method."""
+    """(backend, precision, int8 method) triples to measure: each registered backend named, at the
+    precisions it runs (one that runs fp32 only, e.g. torch, at fp32 whatever ``precisions`` says);
+    int8 once per calibration method. Raises UsageError for an unknown backend or precision,
+    BackendUnavailable (with its reason) for a backend that cannot run here."""
     from vacc_deploy.pipeline import variants
 
     names = split_list(backends)
-    bad = [b for b in names if b not in BENCH_BACKENDS]
+    bad = [b for b in names if b not in BACKENDS]
     if bad or not names:
-        raise UsageError(f"--backends: unknown backend '{bad[0] if bad else ''}' (expected {', '.join(BENCH_BACKENDS)})")
+        raise UsageError(f"--backends: unknown backend '{bad[0] if bad else ''}' (expected {', '.join(BACKENDS)})")
+    for name in names:
+        reason = BACKENDS[name].unavailable_reason()
+        if reason:
+            raise BackendUnavailable(f"--backends {name}: unavailable here ({reason})")
     wanted = split_list(precisions)
     if not wanted:
         raise UsageError("--precisions: unknown precision '' (expected fp32, fp16, int8)")
     builds = variants(config, wanted, split_list(quant), with_fp32=False)
     out: list[tuple[str, str, str | None]] = []
-    for backend in names:
-        out += [("torch", "fp32", None)] if backend == "torch" else [(backend, p, m) for p, m in builds]
+    for name in names:
+        runs = BACKENDS[name].precisions
+        out += [(name, "fp32", None)] if runs == ("fp32",) else [(name, p, m) for p, m in builds if p in runs]
     return out
 
 

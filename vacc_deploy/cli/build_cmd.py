@@ -6,20 +6,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vacc_deploy.backends import AUTO, backend_names
 from vacc_deploy.cli.common import add_force, add_model_args, add_row, request_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_row(parser)
-    add_model_args(parser, backends=("onnxruntime", "vacc", "auto"))
+    add_model_args(parser, backends=(*backend_names(artifact="onnx"), *backend_names(artifact="vamc"), AUTO))
     add_force(parser, "build")
     parser.add_argument("--vamc-timeout", type=float, default=None, metavar="S",
                         help="stop vamc compile after S seconds (default: no limit)")
 
 
-def _print_onnx(config, built) -> None:
+def _print_onnx(config, built, backend: str) -> None:
     state = "reused (inputs unchanged)" if built.cached else "built"
-    print(f"{config.name} {built.precision}{' ' + built.quant if built.quant else ''} (onnxruntime): {state}")
+    print(f"{config.name} {built.precision}{' ' + built.quant if built.quant else ''} ({backend}): {state}")
     print(f"  model    {built.model_path}")
     m = built.manifest
     if "calibration" in m:
@@ -68,7 +69,7 @@ def print_search(result: dict, path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vacc_deploy.backends.vacc import vacc_available
+    from vacc_deploy.backends import resolve
     from vacc_deploy.config import load_row
     from vacc_deploy.pipeline import build_onnx, vacc_stage
 
@@ -80,21 +81,16 @@ def run(args: argparse.Namespace) -> int:
         result, path, _ = search_stage(config, req, args.workdir)
         print_search(result, path)
         req = chosen_request(req, result)
-    if args.backend == "vacc":
+    backend, reason = resolve(args.backend)
+    if args.backend == AUTO:
+        print(f"backend auto: using {backend.name} ({reason})", file=sys.stderr)
+    if backend.artifact == "vamc":
         _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
         _print_vacc(config, vb)
         return 0
-    if args.backend == "auto":
-        ok, reason = vacc_available()
-        if ok:
-            print(f"backend auto: using vacc ({reason})", file=sys.stderr)
-            _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
-            _print_vacc(config, vb)
-            return 0
-        print(f"backend auto: using onnxruntime ({reason})", file=sys.stderr)
-        if req.build.precision != "fp32":
-            _, vb = vacc_stage(config, req, args.workdir, compile=False)
-            _print_vacc(config, vb)
+    if args.backend == AUTO and backend_names(artifact="vamc", precision=req.build.precision):
+        _, vb = vacc_stage(config, req, args.workdir, compile=False)  # the vamc files, for a VACC host
+        _print_vacc(config, vb)
     _, built = build_onnx(config, req, args.workdir)
-    _print_onnx(config, built)
+    _print_onnx(config, built, backend.name)
     return 0

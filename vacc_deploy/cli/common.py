@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vacc_deploy.backends import BACKENDS, DEFAULT_BACKEND
 from vacc_deploy.config import RowConfig, load_row, parse_shape
 
 
@@ -85,17 +86,23 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None
     add_calib_args(parser)
 
 
-def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] | None = ("onnxruntime", "torch"),
-                   multi: bool = False) -> None:
+def backends_help(names: tuple[str, ...]) -> str:
+    """``name (summary)`` of each registered backend in ``names``, for ``--help``."""
+    return "; ".join(f"{n}: {BACKENDS[n].summary}" if n in BACKENDS else n for n in names)
+
+
+def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] | None = (), multi: bool = False) -> None:
     """Arguments that name the model a command runs: weights, shape, backend, build options.
-    ``backends=None`` leaves out ``--backend`` (a command that takes its own list, e.g. benchmark)."""
+    ``backends``: the ``--backend`` choices (``()``: every registered backend, read when the parser
+    is made); ``None`` leaves out ``--backend`` (a command that takes its own list, e.g. benchmark)."""
     add_build_args(parser, multi)
     add_weights(parser)
     add_shape(parser)
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset of the export")
     if backends is not None:
-        parser.add_argument("--backend", default="onnxruntime", choices=backends,
-                            help="onnxruntime (fixed-shape model, tiled) or torch (reference, whole image)")
+        choices = backends or tuple(BACKENDS)
+        parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=choices,
+                            help=f"{backends_help(choices)} (default {DEFAULT_BACKEND})")
     parser.add_argument("--overlap", type=int, default=None, metavar="PX",
                         help="tile overlap in input pixels (default 16)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")
@@ -119,7 +126,7 @@ def request_from_args(args: argparse.Namespace):
     calib = CalibRequest(images=args.calib_images, num=args.num, seed=args.seed, mode=args.calib_mode,
                          degrade=args.degrade)
     return ModelRequest(weights=args.weights, shape=shape, opset=getattr(args, "opset", 17),
-                        backend=getattr(args, "backend", "onnxruntime"), build=build, calib=calib,
+                        backend=getattr(args, "backend", DEFAULT_BACKEND), build=build, calib=calib,
                         force=getattr(args, "force", False))
 
 

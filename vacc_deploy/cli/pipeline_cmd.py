@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from vacc_deploy.backends import DEFAULT_BACKEND
 from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
 
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=20, metavar="N", help="benchmark timed runs (default 20)")
     parser.add_argument("--warmup", type=int, default=3, metavar="N", help="benchmark warm-up runs (default 3)")
     parser.add_argument("--no-benchmark", action="store_true", help="skip the benchmark stage")
-    add_model_args(parser, backends=("onnxruntime",), multi=True)
+    add_model_args(parser, backends=(DEFAULT_BACKEND,), multi=True)
     parser.set_defaults(precisions="fp32,fp16,int8")
 
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vacc_deploy.backends import BuiltModel, SessionOptions, open_session
+from vacc_deploy.backends import DEFAULT_BACKEND, BuiltModel, SessionOptions, get_backend, open_session
 from vacc_deploy.build import PRECISIONS, BuildOptions, BuildResult, build_onnxruntime
 from vacc_deploy.calibset import CalibSet, make_calibration_set
 from vacc_deploy.config import Quantization, RowConfig
-from vacc_deploy.errors import UsageError
+from vacc_deploy.errors import BackendUnavailable, UsageError
 from vacc_deploy.export import DEFAULT_OPSET, ExportResult, export_row, weights_identity
 from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
 from vacc_deploy.infer import Upscaler
@@ -42,7 +42,7 @@ class ModelRequest:
     weights: str | None = None
     shape: tuple[int, int, int, int] | None = None
     opset: int = DEFAULT_OPSET
-    backend: str = "onnxruntime"
+    backend: str = DEFAULT_BACKEND
     build: BuildOptions = field(default_factory=BuildOptions)
     calib: CalibRequest = field(default_factory=CalibRequest)
     force: bool = False  # redo the command's last stage (the build; for calib, the set) even when cached
@@ -122,16 +122,18 @@ def vacc_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *, co
 
 
 def build_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuiltModel:
-    """The model artifact a session of ``req.backend`` runs."""
+    """The model artifact a session of ``req.backend`` runs (the backend's ``artifact``)."""
     shape = tuple(req.shape or config.input_shape)
-    if req.backend == "vacc":
+    backend = get_backend(req.backend)
+    if req.build.precision not in backend.precisions:
+        raise UsageError(f"backend {backend.name} runs {', '.join(backend.precisions)} only "
+                         f"(got precision {req.build.precision})")
+    if backend.artifact == "vamc":
         exported, vb = vacc_stage(config, req, workdir)
         return BuiltModel(row=config.name, spec=ModelSpec(**exported.spec), input_shape=tuple(exported.input_shape),
                           precision=req.build.precision, quant=req.build.quant, label=exported.weights,
                           vacc_dir=vb.deploy_dir, vdsp_json=vb.vdsp_json, config=config)
-    if req.backend == "torch":
-        if req.build.precision != "fp32":
-            raise UsageError(f"--backend torch runs fp32 only (got --precision {req.build.precision})")
+    if backend.artifact == "module":
         from vacc_deploy.models import row_spec
 
         label, _, model_arg = weights_identity(config, req.weights)
@@ -146,7 +148,11 @@ def build_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> B
 def upscaler_for(config: RowConfig, req: ModelRequest, workdir: Path | None, *,
                  overlap: int = DEFAULT_OVERLAP, options: SessionOptions = SessionOptions()
                  ) -> tuple[Upscaler, BuiltModel]:
-    """Build (or reuse) the requested model and wrap a session of it in an :class:`Upscaler`."""
+    """Build (or reuse) the requested model and wrap a session of it in an :class:`Upscaler`.
+    Raises BackendUnavailable, before building anything, when the backend cannot run here."""
+    reason = get_backend(req.backend).unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailable(f"backend {req.backend} cannot run here: {reason}")
     built = build_stage(config, req, workdir)
     session = open_session(req.backend, built, options)
     return Upscaler(session, built.spec, overlap), built

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from tqdm import tqdm
 
 from vacc_deploy import artifacts
+from vacc_deploy.backends import DEFAULT_BACKEND
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import WeightsError
 from vacc_deploy.pipeline import ModelRequest, build_onnx, calib_stage, export_stage
@@ -125,8 +126,8 @@ def _candidates(config: RowConfig, req: ModelRequest, built: list, overlap: int)
         spec = ModelSpec(**exported.spec)
         bm = BuiltModel(row=config.name, spec=spec, input_shape=tuple(exported.input_shape),
                         precision=b.precision, quant=b.quant, onnx_path=b.model_path)
-        out.append(Candidate(b.precision, b.quant, "onnxruntime", Upscaler(open_session("onnxruntime", bm), spec, overlap),
-                             tuple(exported.input_shape[2:])))
+        up = Upscaler(open_session(DEFAULT_BACKEND, bm), spec, overlap)
+        out.append(Candidate(b.precision, b.quant, DEFAULT_BACKEND, up, tuple(exported.input_shape[2:])))
     return out
 
 
@@ -175,7 +176,7 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
     if (folder / "report.json").is_file() and artifacts.read_json(folder / "report.json").get("manifest", {}).get("key") == key:
         return folder, True
     exported = ctx["built"][0][0]
-    builds = [BuildInfo(b.precision, b.quant, "onnxruntime", (b.manifest or {}).get("settings", {}), b.manifest or {},
+    builds = [BuildInfo(b.precision, b.quant, DEFAULT_BACKEND, (b.manifest or {}).get("settings", {}), b.manifest or {},
                         ctx["yaml"].get(b.quant)) for _, b in ctx["built"]]
     data = ReportData(
         row=config.name, description=config.description, weights=exported.weights, provenance=ctx["provenance"],
@@ -200,7 +201,7 @@ def _bench(config: RowConfig, req: ModelRequest, variants: list, built: list, op
     key = artifacts.stage_key({"models": [str(b.model_path) for _, b in built], "iters": opts.iters,
                                "warmup": opts.warmup, "machine": artifacts.machine()})
     path = artifacts.row_workdir(config.name, workdir) / "benchmark" / f"{key}.json"
-    configs = [("onnxruntime", p, m) for p, m in variants]
+    configs = [(DEFAULT_BACKEND, p, m) for p, m in variants]
     return cached_json(path, lambda: benchmark_row(config, req, configs, workdir=workdir, iters=opts.iters,
                                                    warmup=opts.warmup))
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from vacc_deploy import artifacts
-from vacc_deploy.backends import SessionOptions
+from vacc_deploy.backends import DEFAULT_BACKEND, SessionOptions
 from vacc_deploy.build import BUILD_FORMAT, BuildOptions, resolve_reduce_range
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
@@ -87,7 +87,7 @@ def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
     from vacc_deploy.evaluate import Candidate, evaluate
 
     up, built = upscaler_for(s.config, req, s.workdir, options=SessionOptions())
-    cand = Candidate(built.precision, built.quant, "onnxruntime", up, built.input_shape[2:])
+    cand = Candidate(built.precision, built.quant, DEFAULT_BACKEND, up, built.input_shape[2:])
     res = evaluate(s.pairs, [cand], row=s.config.name, dataset=Path("."), scale=built.spec.scale, progress=False)
     x = np.random.default_rng(0).random(built.input_shape, dtype=np.float32)
     timing = measure(up.session, x, iters=SPEED_RUNS, warmup=1)

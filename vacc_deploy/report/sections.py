@@ -11,13 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from vacc_deploy.backends import short_label
 from vacc_deploy.report.crops import worst_images
 from vacc_deploy.report.model import CropSet, ReportData
 from vacc_deploy.report.plots import result_label
 
 SEED_HEADERS = ["Models", "Flops(G)", "Params(M)", "PSNR(dB)", "SSIM", "Shape"]
 EXTRA_HEADERS = ["ΔPSNR(dB)", "ΔSSIM", "Fidelity PSNR(dB)", "Max |Δ| vs fp32"]
-BACKEND_SHORT = {"onnxruntime": "ort", "vacc": "vacc", "torch": "torch"}
 SYNTHETIC_BANNER = "SYNTHETIC WEIGHTS — accuracy numbers are meaningless, plumbing only"
 HOUSE_BANNER = ("HOUSE WEIGHTS (not the official checkpoint) — accuracy is not comparable with the "
                 "paper or the vendor zoo")
@@ -76,7 +76,7 @@ def model_label(row: str, r: dict[str, Any], first: bool) -> str:
     """The seeds' model name: plain for the fp32 reference, else ``row **backend quant precision**``."""
     if first and r.get("precision") == "fp32":
         return row
-    parts = [BACKEND_SHORT.get(r.get("backend") or "", r.get("backend") or ""), r.get("quant") or "",
+    parts = [short_label(r.get("backend") or ""), r.get("quant") or "",
              r.get("precision") or ""]
     return f"{row} **{' '.join(p for p in parts if p)}**"
 
