@@ -4,7 +4,7 @@ Order: an explicit path; a file of the configured name in ``$VACC_DEPLOY_WEIGHTS
 (``$VACC_DEPLOY_CACHE`` or ``~/.cache/vacc_deploy``); a download from the official address, verified
 by sha256 before it is moved into the cache. Nothing half-downloaded is ever left in the cache.
 
-House weights (``weights/house/<file>`` in the repository, trained by this project; see
+House weights (``vacc_deploy/house_weights/<file>`` in the repository, trained by this project; see
 ``docs/house_weights.md``) are chosen with ``"house"``, and by the *default* resolution (``None``)
 when the official checkpoint cannot be found or downloaded — said loudly, since they are not the
 official checkpoint. An explicit ``"official"`` never falls back, and a checksum mismatch is always
@@ -76,7 +76,7 @@ HOUSE_LABEL = "house weights (not the official checkpoint)"
 
 
 def house_path(config: RowConfig) -> Path:
-    """The row's verified house weights file (``weights/house/<file>``).
+    """The row's verified house weights file (``vacc_deploy/house_weights/<file>``).
 
     Raises WeightsError when the row has no house entry or the file is missing; ChecksumError when
     its sha256 differs from the pinned one.
