@@ -3,10 +3,10 @@ atomically (a temporary file in the same folder, then ``os.replace``)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from vacc_deploy.artifacts import atomic_path
 
 
 def _label(r: dict[str, Any]) -> str:
@@ -73,11 +73,5 @@ def layer_error_plot(layers: list[dict[str, Any]], path: Path, title: str = "") 
 
 
 def _save(fig: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vacc_deploy.artifacts import umask_mode
 from vacc_deploy.config import HOUSE_DIR, OfficialWeights, RowConfig
 from vacc_deploy.errors import ChecksumError, WeightsError
 
@@ -179,6 +180,7 @@ def download_file(url: str, dest: Path, sha256: str, *, timeout: float = 60.0, h
             digest = _fetch(url, out, timeout, dest.name)
         if not digest.startswith(sha256):
             raise ChecksumError(f"{url}: downloaded file has sha256 {digest}, expected {sha256}; not saved")
+        os.chmod(tmp, umask_mode())  # mkstemp makes 0o600
         os.replace(tmp, dest)
         log.info("downloaded %s -> %s", url, dest)
         return dest
