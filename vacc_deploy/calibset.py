@@ -23,13 +23,13 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from vacc_deploy import artifacts
 from vacc_deploy.errors import DatasetError, ImageError, UsageError
 from vacc_deploy.imaging.datasets import images_at
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.processing import to_network
+from vacc_deploy.progress import progress_bar
 from vacc_deploy.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int]
     order = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
     samples: list[dict[str, Any]] = []
     skipped: list[str] = []
-    bar = tqdm(total=num, desc="calibration set", unit="img")
+    bar = progress_bar(total=num, desc="calibration set", unit="img")
     i = 0
     while len(samples) < num and order:
         path = order[i % len(order)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,7 +24,10 @@ from vacc_deploy.errors import ConfigError, UsageError
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 #: Where house weights live (package data, beside ``model_configs/``).
 HOUSE_DIR = Path(__file__).resolve().parent / "house_weights"
-QUANT_METHODS = ("percentile", "kl_divergence", "max")
+#: The int8 calibration methods (:data:`vacc_deploy.quant.METHODS` implements each); one vocabulary
+#: for the YAML's ``quant.method``, the CLI's ``--quant`` and the vamc build.
+QuantMethod = Literal["percentile", "kl_divergence", "max", "mse"]
+QUANT_METHODS: tuple[str, ...] = get_args(QuantMethod)
 
 
 class _Strict(BaseModel):
@@ -106,7 +109,7 @@ class Weights(_Strict):
 class Quantization(_Strict):
     """The row's seed int8 calibration method (what the vendor table used)."""
 
-    method: Literal["percentile", "kl_divergence", "max"] = "percentile"
+    method: QuantMethod = "percentile"
 
 
 class RowConfig(_Strict):

@@ -14,13 +14,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from vacc_deploy.imaging.datasets import Pair
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.imaging.metrics import fidelity, psnr_rgb, psnr_y, ssim_rgb, ssim_y
 from vacc_deploy.imaging.resize import bicubic_downsample_uint8, crop_to_multiple
 from vacc_deploy.infer import Upscaler, conversion_for
+from vacc_deploy.progress import progress_bar
 
 PROTOCOLS = ("standard", "vendor")
 VENDOR_INTERP = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
@@ -119,7 +119,7 @@ def evaluate(pairs: list[Pair], cands: list[Candidate], *, row: str, dataset: Pa
     output and scores float Y (the common BasicSR convention).
     """
     per_image: list[dict[str, Any]] = []
-    for pair in tqdm(pairs, desc=f"eval {row}", unit="img", disable=not progress):
+    for pair in progress_bar(pairs, desc=f"eval {row}", unit="img", disable=not progress):
         per_image += _score_image(pair, cands, scale, protocol, rounding, vendor_interp)
     return {"row": row, "dataset": str(dataset), "protocol": protocol, "n_images": len(pairs),
             "rounding": rounding, "results": summarize(per_image, cands), "per_image": per_image}

@@ -21,11 +21,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
 
 from vacc_deploy.artifacts import umask_mode
 from vacc_deploy.config import HOUSE_DIR, OfficialWeights, RowConfig
 from vacc_deploy.errors import ChecksumError, WeightsError
+from vacc_deploy.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,22 @@ def resolve_with_kind(config: RowConfig, weights: str | Path | None = None, *, d
         return path, "house"
 
 
+def default_choice(config: RowConfig) -> str:
+    """Which weights the default resolution (no ``--weights``) would use for ``config`` on this
+    machine, without downloading or hashing anything: ``official`` (the checkpoint is in a local
+    folder), ``official download, else house`` / ``... else synthetic`` (it would be downloaded; an
+    offline machine falls back), ``house`` or ``synthetic``."""
+    official, house = config.weights.official, config.weights.house
+    fallback = "house" if house is not None and (HOUSE_DIR / house.file).is_file() else "synthetic"
+    if official is None:
+        return fallback
+    if any((folder / official.file).is_file() for folder in _search_dirs()):
+        return "official"
+    if official.url is not None and official.sha256 is not None:
+        return f"official download, else {fallback}"
+    return fallback
+
+
 def resolve_weights(config: RowConfig, weights: str | Path | None = None, *, download: bool = True) -> Path:
     """Find (or download) the checkpoint file for a row and return its verified path.
 
@@ -196,7 +212,7 @@ def _fetch(url: str, out, timeout: float, label: str) -> str:
     req = urllib.request.Request(url, headers={"User-Agent": "vacc-deploy"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         total = int(resp.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {label}", leave=False) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=f"download {label}", leave=False) as bar:
             for block in iter(lambda: resp.read(_CHUNK), b""):
                 out.write(block)
                 h.update(block)
