@@ -87,7 +87,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
     handler = _Handler(sys.stderr)
     handler.setFormatter(_Format("%(message)s"))
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    root.setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
     own = logging.WARNING if args.quiet else logging.DEBUG if (args.verbose or args.debug) else logging.INFO
     logging.getLogger("vacc_deploy").setLevel(own)
 
