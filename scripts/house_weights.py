@@ -6,8 +6,8 @@
     python scripts/house_weights.py --table
     python scripts/house_weights.py ROW --attach-eval EVAL.json --attach-baseline BICUBIC.json
 
-The first form writes ``weights/house/ROW.safetensors`` (fp16, official key layout) and
-``weights/house/ROW.provenance.json`` and prints the ``weights.house`` entry for the row's YAML.
+The first form writes ``vacc_deploy/house_weights/ROW.safetensors`` (fp16, official key layout) and
+``vacc_deploy/house_weights/ROW.provenance.json`` and prints the ``weights.house`` entry for the row's YAML.
 The second maps SOURCE_ROW's house weights to ROW's keys (EDSR-PyTorch → BasicSR EDSR of the same
 size: the same function). The third adds ``vacc-deploy eval --json`` output and ``scripts/bicubic_baseline.py --json`` output
 to the provenance (``set5``: house vs bicubic); ``--table`` prints those results as markdown. Exit codes: 0 ok, 2 bad arguments, 1 failure.

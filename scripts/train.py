@@ -2,7 +2,7 @@
 """Train a row's network on HR images (house weights): L1 loss, Adam, random patches, resumable.
 
     python scripts/train.py ROW --images DIR [DIR ...] --minutes M [--degrade bicubic|bsrgan|blur]
-        [--init CHECKPOINT] [--val DIR] [--out DIR] [--patch N] [--batch N] [--lr X] [--seed N]
+        [--init CHECKPOINT] [--warm-start] [--val DIR] [--out DIR] [--patch N] [--batch N] [--lr X] [--seed N]
         [--threads N] [--max-steps N] [--val-every S] [--device auto|cpu|cuda]
 
 Writes ``OUT/state.pt`` (resumable: running the same command again continues from it),
@@ -39,6 +39,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--degrade", choices=("bicubic", "bsrgan", "blur"), default=None,
                    help="how LR is made (default: blur for scale-1 rows, else MATLAB bicubic)")
     p.add_argument("--init", type=Path, default=None, help="start from this checkpoint (matching entries)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="start from the family's bilinear-upscaling initialisation (LESRCNN), before --init")
     p.add_argument("--val", type=Path, default=None, help="validation HR folder (default: held-out images)")
     p.add_argument("--n-val", type=int, default=4, help="images held out for validation without --val")
     p.add_argument("--out", type=Path, default=None, help="run folder (default work/train/ROW)")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = TrainOptions(row=args.row, images=args.images, out=args.out or Path("work/train") / args.row,
                             minutes=args.minutes, max_steps=args.max_steps, degrade=args.degrade,
-                            init=args.init, val=args.val, n_val=args.n_val, patch=args.patch,
+                            init=args.init, warm_start=args.warm_start, val=args.val, n_val=args.n_val, patch=args.patch,
                             batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads,
                             val_every_s=args.val_every, device=args.device,
                             command=shlex.join(["python", "scripts/train.py", *(argv or sys.argv[1:])]))

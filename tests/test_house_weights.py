@@ -67,7 +67,8 @@ def house_row(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(weights_mod, "HOUSE_DIR", folder)
     path = folder / "lesrcnn_x2.safetensors"
     save_fp16_safetensors(path, create_model("lesrcnn_x2", "synthetic").state_dict())
-    def make(**changes):
+    def make(**changes):  # no house entry unless one is given (the shipped lesrcnn_x2 has one)
+        changes.setdefault("weights__house", None)
         return load_row(row_variant(tmp_path, "lesrcnn_x2", weights__official__url=closed_port_url("w.pth"),
                                     weights__official__file="absent.pth", **changes))
     return make, path

@@ -71,3 +71,27 @@ def test_interrupted_calibration_rerun_is_identical(data, tmp_path, monkeypatch,
     capsys.readouterr()
     a, b = _eval_json(clean), _eval_json(work)
     assert a["results"] == b["results"] and a["per_image"] == b["per_image"]
+
+
+def test_log_is_plain_and_skipped_stages_say_so(data, tmp_path, capsys) -> None:
+    """Not a terminal (capsys): one line per stage, no carriage returns or escape codes; stages this
+    run does not have are "skipped", not "reused"; the report names the weights apart from the row
+    and keeps a label out of the sha256 field."""
+    work = tmp_path / "w"
+    args = _args(data, work)
+    args[args.index("fp32,int8")] = "fp32"
+    assert main([*args, "--no-benchmark"]) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err and "\x1b" not in out + err
+    for stage in ("data", "export", "build", "eval", "report"):
+        assert sum(line.split()[0] == stage for line in err.splitlines() if line.strip()) == 1, err
+    report = json.loads((work / "lesrcnn_x2" / "report" / "report.json").read_text())
+    status = {s["stage"]: s["status"] for s in report["stages"]}
+    assert status["benchmark"] == status["calibrate"] == status["analyze"] == "skipped"
+    assert "weights_sha256" not in report["manifest"]["hashes"] and report["weights_sha256"] is None
+    assert report["manifest"]["weights"].startswith("synthetic-v1")
+    page = (work / "lesrcnn_x2" / "report" / "report.md").read_text()
+    assert "**Weights:** synthetic weights" in page and "official" not in report["description"]
+    assert main([*args, "--no-benchmark", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert all(line.startswith("WARNING: SYNTHETIC") for line in err.splitlines()) and "report:" in out

@@ -35,7 +35,8 @@ def served(tmp_path) -> str:
 
 
 def _row(tmp_path: Path, url: str, sha: str | None = SHA):
-    return load_row(row_variant(tmp_path, "lesrcnn_x2", weights__official__url=url,
+    """lesrcnn_x2 with a test checkpoint address and no house weights (no fallback: official only)."""
+    return load_row(row_variant(tmp_path, "lesrcnn_x2", weights__official__url=url, weights__house=None,
                                 weights__official__sha256=sha, weights__official__file="ckpt.pth"))
 
 

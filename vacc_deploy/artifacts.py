@@ -54,18 +54,38 @@ def to_json(obj: Any) -> str:
     return json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default) + "\n"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def umask_mode(directory: bool = False) -> int:
+    """The mode ``open()`` / ``mkdir()`` would give a new file (0o666) or folder (0o777) under the
+    process umask (0o644 / 0o755 under umask 022). ``tempfile`` creates 0o600 / 0o700 instead, so
+    everything staged through a temporary name gets this mode before it is moved into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (an empty file: write it, or let a library overwrite
+    it); when the body succeeds it gets the umask's mode and replaces ``path`` atomically; on any
+    exception it is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``
+    (mode from the umask, see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -92,8 +112,10 @@ def staged_dir(final: Path) -> Iterator[Path]:
     another process building the same folder waits; partial folders left by killed runs are removed).
     """
     final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
     with stage_lock(final):
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+        os.chmod(tmp, umask_mode(directory=True))  # mkdtemp makes 0o700
         try:
             yield tmp
             if final.exists():

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from vacc_deploy import artifacts
 from vacc_deploy.config import RowConfig
+from vacc_deploy.progress import progress_bar
 
 Config = tuple[str, str, str | None]  # (backend, precision, int8 method)
 
@@ -44,6 +43,10 @@ def _record(backend: str, built, flops: int, measured: dict[str, Any]) -> dict[s
             "warmup", "session_open_ms", "output_shape", "cpu_probe_ms", "torch_imported")
     rec = {"backend": backend, "precision": built.precision, "quant": built.quant, "weights": built.label}
     rec.update({k: measured[k] for k in keep if k in measured})
+    if backend == "onnxruntime" and built.precision == "int8" and built.onnx_path is not None:
+        from vacc_deploy.backends.ort import int8_8bit_weights
+
+        rec["int8_weight_bits"] = 8 if int8_8bit_weights(built.onnx_path) else 7  # speed_notes reads it
     rec["flops"] = flops
     rec["gflops_per_s"] = flops / (measured["latency_ms"]["p50"] / 1e3) / 1e9
     return rec
@@ -60,7 +63,7 @@ def benchmark_row(config: RowConfig, req, configs: list[Config], *, workdir: Pat
     opts = {"workdir": workdir, "iters": iters, "warmup": warmup, "threads": threads, "image": image,
             "overlap": overlap, "row_ref": row_ref or config.name}
     results, e2e, shape = [], [], None
-    for backend, precision, method in tqdm(configs, desc=f"benchmark {config.name}", unit="cfg", file=sys.stderr):
+    for backend, precision, method in progress_bar(configs, desc=f"benchmark {config.name}", unit="cfg"):
         job, built, flops = _job(config, req, backend, precision, method, opts)
         measured = run_job(job)
         shape = list(job.input_shape)

@@ -258,15 +258,20 @@ def _build_into(folder: Path, key: str, model_path: Path, model_sha: str, spec: 
         extra = _precision_into(tmp, model_path, model_sha, spec, calib, opts, reduce_range, row_dir)
         manifest = {"row": row, "precision": opts.precision, "quant": quant, "backend": "onnxruntime",
                     "input_model": str(model_path), "input_model_sha256": model_sha,
-                    "settings": {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
-                                 "float_edges": opts.float_edges,
-                                 "percentile": opts.percentile, "reduce_range": reduce_range,
-                                 "int8_ops": opts.int8_ops},
+                    "settings": _settings(opts, reduce_range),
                     "versions": artifacts.tool_versions(), "key": key, **extra}
         manifest.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
         manifest["files"] = file_records(tmp)
         artifacts.atomic_write_json(tmp / "manifest.json", manifest)
     return BuildResult(opts.precision, quant, folder / "model.onnx", folder, manifest)
+
+
+def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
+    """The settings a build's manifest and report list: the int8 options for int8 only."""
+    if opts.precision != "int8":
+        return {"keep_io_types": True}  # fp16 weights and compute, fp32 inputs and outputs
+    return {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers), "float_edges": opts.float_edges,
+            "percentile": opts.percentile, "reduce_range": reduce_range, "int8_ops": opts.int8_ops}
 
 
 def _precision_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet | None,

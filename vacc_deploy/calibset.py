@@ -24,7 +24,6 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vacc_deploy import artifacts
@@ -32,6 +31,7 @@ from vacc_deploy.errors import DatasetError, ImageError, UsageError
 from vacc_deploy.imaging.datasets import images_at
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.processing import to_network
+from vacc_deploy.progress import progress_bar
 from vacc_deploy.spec import ModelSpec
 from vacc_deploy.stage_guard import file_records, reusable, stage_lock
 
@@ -119,7 +119,7 @@ def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int]
     samples: list[dict[str, Any]] = []
     skipped: list[str] = []
     # warnings (skipped images) go on their own line above the bar
-    with logging_redirect_tqdm(), tqdm(total=num, desc="calibration set", unit="img") as bar:
+    with logging_redirect_tqdm(), progress_bar(total=num, desc="calibration set", unit="img") as bar:
         i = 0
         while len(samples) < num and order:
             path = order[i % len(order)]

@@ -1,4 +1,4 @@
-"""Model-row configs: one YAML file per row in ``model_configs/``, validated by pydantic schemas
+"""Model-row configs: one YAML file per row in ``vacc_deploy/model_configs/``, validated by pydantic schemas
 that reject unknown keys.
 
 A row names its architecture family and constructor parameters, its default fixed input shape, the
@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vacc_deploy.errors import ConfigError, UsageError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
-#: Where house weights live (in the repository, beside ``model_configs/``).
-HOUSE_DIR = CONFIG_DIR.parent / "weights" / "house"
-QUANT_METHODS = ("percentile", "kl_divergence", "max")
+#: The shipped rows (package data: present in a checkout and in an installed wheel alike).
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+#: Where house weights live (package data, beside ``model_configs/``).
+HOUSE_DIR = Path(__file__).resolve().parent / "house_weights"
+#: The int8 calibration methods (:data:`vacc_deploy.quant.METHODS` implements each); one vocabulary
+#: for the YAML's ``quant.method``, the CLI's ``--quant`` and the vamc build.
+QuantMethod = Literal["percentile", "kl_divergence", "max", "mse"]
+QUANT_METHODS: tuple[str, ...] = get_args(QuantMethod)
 
 
 class _Strict(BaseModel):
@@ -72,7 +76,7 @@ class SyntheticWeights(_Strict):
 
 class HouseWeights(_Strict):
     """House weights: trained by this project (not the official checkpoint), stored in the repository
-    as fp16 safetensors in ``weights/house/`` beside ``<file stem>.provenance.json``.
+    as fp16 safetensors in ``vacc_deploy/house_weights/`` beside ``<file stem>.provenance.json``.
 
     ``file`` is a plain file name ending in ``.safetensors``; ``sha256`` its full hex digest (the
     file is verified before every use).
@@ -105,7 +109,7 @@ class Weights(_Strict):
 class Quantization(_Strict):
     """The row's seed int8 calibration method (what the vendor table used)."""
 
-    method: Literal["percentile", "kl_divergence", "max"] = "percentile"
+    method: QuantMethod = "percentile"
 
 
 class RowConfig(_Strict):
@@ -129,7 +133,7 @@ class RowConfig(_Strict):
 
 
 def available_rows() -> list[str]:
-    """Names of the rows shipped in ``model_configs/``, sorted."""
+    """Names of the rows shipped in ``vacc_deploy/model_configs/``, sorted."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 

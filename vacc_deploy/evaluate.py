@@ -14,7 +14,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from vacc_deploy.errors import DatasetError, ImageError, ShapeError
 from vacc_deploy.imaging.datasets import Pair
@@ -22,6 +21,7 @@ from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.imaging.metrics import fidelity, psnr_rgb, psnr_y, ssim_rgb, ssim_y
 from vacc_deploy.imaging.resize import bicubic_downsample_uint8, crop_to_multiple
 from vacc_deploy.infer import Upscaler, conversion_for
+from vacc_deploy.progress import progress_bar
 
 PROTOCOLS = ("standard", "vendor")
 VENDOR_INTERP = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
@@ -125,7 +125,7 @@ def evaluate(pairs: list[Pair], cands: list[Candidate], *, row: str, dataset: Pa
     """
     per_image: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    for pair in tqdm(pairs, desc=f"eval {row}", unit="img", disable=not progress):
+    for pair in progress_bar(pairs, desc=f"eval {row}", unit="img", disable=not progress):
         try:
             per_image += _score_image(pair, cands, scale, protocol, rounding, vendor_interp)
         except (ImageError, ShapeError) as exc:  # one bad image: note it, go on with the others

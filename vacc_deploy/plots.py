@@ -3,10 +3,10 @@ atomically (a temporary file in the same folder, then ``os.replace``)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from vacc_deploy.artifacts import atomic_path
 
 
 def _label(r: dict[str, Any]) -> str:
@@ -41,8 +41,8 @@ def bar_images_per_s(results: list[dict[str, Any]], path: Path, title: str = "")
 
 def layer_error_plot(layers: list[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Per-layer SQNR (dB) of an int8 analysis (:mod:`vacc_deploy.pipeline.analysis` ``layers``), in
-    graph order: the layer quantized alone and with errors accumulated through the network. Lower is
-    worse. Writes a PNG to ``path`` atomically; returns ``path``."""
+    graph order (sorted by Conv index, whatever order ``layers`` has): the layer quantized alone and
+    with errors accumulated through the network, the legend outside the axes. Lower is worse. Writes a PNG to ``path`` atomically; returns ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,10 +53,10 @@ def layer_error_plot(layers: list[dict[str, Any]], path: Path, title: str = "") 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in layers if r.get("conv_index") is not None]
+    rows = sorted((r for r in layers if r.get("conv_index") is not None), key=lambda r: int(r["conv_index"]))
     labels = [str(r["conv_index"]) for r in rows]
     x = list(range(len(rows)))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(rows) + 2.0), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(rows) + 2.0), 4.0))
     try:
         ax.bar([i - 0.2 for i in x], [num(r["alone_sqnr_db"]) for r in rows], 0.4, label="layer alone")
         ax.bar([i + 0.2 for i in x], [num(r["accumulated_sqnr_db"]) for r in rows], 0.4, label="accumulated")
@@ -64,7 +64,8 @@ def layer_error_plot(layers: list[dict[str, Any]], path: Path, title: str = "") 
         ax.set_xlabel("Conv index (graph order; vamc skip_conv_layers numbering)")
         ax.set_ylabel("SQNR dB (higher is better)")
         ax.set_title(title or "int8 error per layer")
-        ax.legend(fontsize=8)
+        # outside the axes (below the axis label), so it never covers a bar
+        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
         fig.tight_layout()
         _save(fig, path)
     finally:
@@ -73,11 +74,5 @@ def layer_error_plot(layers: list[dict[str, Any]], path: Path, title: str = "") 
 
 
 def _save(fig: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,7 +4,7 @@ Order: an explicit path; a file of the configured name in ``$VACC_DEPLOY_WEIGHTS
 (``$VACC_DEPLOY_CACHE`` or ``~/.cache/vacc_deploy``); a download from the official address, verified
 by sha256 before it is moved into the cache. Nothing half-downloaded is ever left in the cache.
 
-House weights (``weights/house/<file>`` in the repository, trained by this project; see
+House weights (``vacc_deploy/house_weights/<file>`` in the repository, trained by this project; see
 ``docs/house_weights.md``) are chosen with ``"house"``, and by the *default* resolution (``None``)
 when the official checkpoint cannot be found or downloaded — said loudly, since they are not the
 official checkpoint. An explicit ``"official"`` never falls back, and a checksum mismatch is always
@@ -21,10 +21,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
 
+from vacc_deploy.artifacts import umask_mode
 from vacc_deploy.config import HOUSE_DIR, OfficialWeights, RowConfig
 from vacc_deploy.errors import ChecksumError, WeightsError
+from vacc_deploy.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ HOUSE_LABEL = "house weights (not the official checkpoint)"
 
 
 def house_path(config: RowConfig) -> Path:
-    """The row's verified house weights file (``weights/house/<file>``).
+    """The row's verified house weights file (``vacc_deploy/house_weights/<file>``).
 
     Raises WeightsError when the row has no house entry or the file is missing; ChecksumError when
     its sha256 differs from the pinned one.
@@ -126,6 +127,22 @@ def resolve_with_kind(config: RowConfig, weights: str | Path | None = None, *, d
         log.warning("%s: official checkpoint not available (%s); using HOUSE WEIGHTS %s — %s, accuracy is "
                     "not the paper's", config.name, exc, path.name, HOUSE_LABEL)
         return path, "house"
+
+
+def default_choice(config: RowConfig) -> str:
+    """Which weights the default resolution (no ``--weights``) would use for ``config`` on this
+    machine, without downloading or hashing anything: ``official`` (the checkpoint is in a local
+    folder), ``official download, else house`` / ``... else synthetic`` (it would be downloaded; an
+    offline machine falls back), ``house`` or ``synthetic``."""
+    official, house = config.weights.official, config.weights.house
+    fallback = "house" if house is not None and (HOUSE_DIR / house.file).is_file() else "synthetic"
+    if official is None:
+        return fallback
+    if any((folder / official.file).is_file() for folder in _search_dirs()):
+        return "official"
+    if official.url is not None and official.sha256 is not None:
+        return f"official download, else {fallback}"
+    return fallback
 
 
 def resolve_weights(config: RowConfig, weights: str | Path | None = None, *, download: bool = True) -> Path:
@@ -181,6 +198,7 @@ def download_file(url: str, dest: Path, sha256: str, *, timeout: float = 60.0, h
             digest = _fetch(url, out, timeout, dest.name)
         if not digest.startswith(sha256):
             raise ChecksumError(f"{url}: downloaded file has sha256 {digest}, expected {sha256}; not saved")
+        os.chmod(tmp, umask_mode())  # mkstemp makes 0o600
         os.replace(tmp, dest)
         log.info("downloaded %s -> %s", url, dest)
         return dest
@@ -196,7 +214,7 @@ def _fetch(url: str, out, timeout: float, label: str) -> str:
     req = urllib.request.Request(url, headers={"User-Agent": "vacc-deploy"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         total = int(resp.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {label}", leave=False) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=f"download {label}", leave=False) as bar:
             for block in iter(lambda: resp.read(_CHUNK), b""):
                 out.write(block)
                 h.update(block)

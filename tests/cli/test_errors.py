@@ -92,7 +92,8 @@ def test_bad_shape_string(capsys, tmp_path) -> None:
 
 
 def test_missing_weights_without_network(capsys, tmp_path, no_weights) -> None:
-    path = row_variant(tmp_path, "lesrcnn_x2", weights__official__url=closed_port_url("lesrcnn_x2.pth"))
+    path = row_variant(tmp_path, "lesrcnn_x2", weights__official__url=closed_port_url("lesrcnn_x2.pth"),
+                       weights__house=None)  # no house fallback: the official checkpoint or an error
     code, _, err = _run(capsys, ["export", str(path), "--workdir", str(tmp_path / "w")])
     assert code == 1
     _assert_one_line_error(err, "cannot download", "put lesrcnn_x2.pth in")

@@ -18,14 +18,13 @@ This module is torch-free and imports no vendor package.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
 
+from vacc_deploy.artifacts import atomic_write_text
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.spec import ModelSpec
@@ -173,16 +172,8 @@ def build_vdsp_dict(spec: ModelSpec, height: int, width: int) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`vacc_deploy.artifacts.atomic_write_text`)."""
+    atomic_write_text(path, text)
 
 
 def write_vamc_files(config: RowConfig, spec: ModelSpec, onnx_path: Path, input_name: str,

@@ -36,22 +36,72 @@ COMMANDS: dict[str, ModuleType] = {
 }
 
 
+DESCRIPTION = ("Take super-resolution networks from PyTorch to ONNX, int8/fp16 builds on ONNX Runtime or the "
+               "Vastai VACC, and measure them (accuracy, speed, report).")
+EPILOG = ("Run 'vacc-deploy COMMAND --help' for a command's options. Exit codes: 0 success, 1 failure, "
+          "2 usage or configuration error, 130 interrupted.")
+
+
+def _output_options(default: object) -> argparse.ArgumentParser:
+    """--debug / -v / --quiet, accepted before and after the command (the command's copy has no
+    defaults of its own, so it never overrides what was given before the command)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("--debug", action="store_true", default=default, help="show tracebacks and debug logs")
+    g.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logs of vacc-deploy")
+    g.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="no progress bars or stage lines, only warnings, errors and results")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vacc-deploy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="vacc-deploy", description=DESCRIPTION, epilog=EPILOG,
+                                     parents=[_output_options(False)])
     parser.add_argument("--version", action="version", version=f"vacc-deploy {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
-        doc = (module.__doc__ or "").strip().splitlines()[0]
-        module.add_arguments(sub.add_parser(name, help=doc, description=doc))
+        doc = _summary(module.__doc__)
+        module.add_arguments(sub.add_parser(name, help=doc, description=doc,
+                                            parents=[_output_options(argparse.SUPPRESS)]))
     return parser
+
+
+def _summary(doc: str | None) -> str:
+    """A module docstring's first sentence (which may span lines)."""
+    text = " ".join((doc or "").split())
+    return text.split(". ")[0].rstrip(".") + "."
+
+
+class _Format(logging.Formatter):
+    """INFO lines as they are (progress), other levels prefixed (``WARNING: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno == logging.INFO else f"{record.levelname}: {text}"
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Log to stderr: our own handler on the root logger (replacing the one an earlier ``main`` call
+    added, leaving any other in place); --quiet / -v / --debug set the ``vacc_deploy`` level."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    handler = _Handler(sys.stderr)
+    handler.setFormatter(_Format("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
+    own = logging.WARNING if args.quiet else logging.DEBUG if (args.verbose or args.debug) else logging.INFO
+    logging.getLogger("vacc_deploy").setLevel(own)
+
+
+class _Handler(logging.StreamHandler):
+    """The CLI's stderr handler (a class of its own, so a second ``main`` call can find it)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script. Returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    _configure_logging(args)
     try:
         with faults.sigterm_as_interrupt():
             checks.check_args(args)  # every option, before the first stage

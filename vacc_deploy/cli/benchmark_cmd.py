@@ -86,12 +86,23 @@ def print_table(doc: dict[str, Any]) -> None:
               f"{lat['mean']:>9.2f} {r['noise']['rel_mad']:>6.1%} {r['first_run_ms']:>9.1f} "
               f"{r['images_per_s']:>8.2f} {r['megapixels_per_s']:>7.3f} {r['peak_rss_mb']:>7.0f} "
               f"{r['gflops_per_s']:>8.1f} {_probe(r):>9}")
+    print_speed_notes(doc)
     for e in doc.get("end_to_end", {}).get("results", []):
         over = "-" if e["tiling_overhead"] is None else f"{e['tiling_overhead']:.2f}x"
         what = f"{e['lr_hw'][0]}x{e['lr_hw'][1]}" if "lr_hw" in e else f"{e['images']} images"
         print(f"end-to-end {e['backend']}/{e['precision']}{'/' + e['quant'] if e['quant'] else ''}: "
               f"{e['ms']:.1f} ms for {what} ({e['tiles']} tiles, {e['model_calls']} calls), "
               f"{e['megapixels_per_s']:.3f} MP/s, tiling overhead {over}")
+
+
+def print_speed_notes(doc: dict[str, Any]) -> None:
+    """Why an int8/fp16 line is not faster than fp32, and (int8) the flags of the faster build."""
+    from vacc_deploy.speed_notes import speed_notes
+
+    for note in speed_notes(doc):
+        print(f"why: {note}")
+        if note.startswith("int8"):
+            print("     the 7-bit build: --reduce-range on (fastest: --reduce-range on --int8-ops all)")
 
 
 def run(args: argparse.Namespace) -> int:

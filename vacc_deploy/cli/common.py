@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from vacc_deploy.backends import BACKENDS, DEFAULT_BACKEND
-from vacc_deploy.config import RowConfig, load_row, parse_shape
+from vacc_deploy.config import QUANT_METHODS, RowConfig, load_row, parse_shape
 
 
 def split_list(text: str | None) -> tuple[str, ...]:
@@ -50,18 +50,20 @@ def add_calib_args(parser: argparse.ArgumentParser, images_flag: str = "--calib-
                         help="degrade calibration images with the BSRGAN model first (blind SR rows)")
 
 
-def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None:
-    """Build options (precision, calibration method, per-channel, float layers)."""
+def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisions: str = "fp32") -> None:
+    """Build options (precision, calibration method, per-channel, float layers); ``multi``: a list of
+    precisions (default ``precisions``) and of methods."""
+    methods = ", ".join(QUANT_METHODS)
     if multi:
-        parser.add_argument("--precisions", default="fp32", metavar="LIST",
-                            help="comma-separated precisions: fp32,fp16,int8 (default fp32)")
+        parser.add_argument("--precisions", default=precisions, metavar="LIST",
+                            help=f"comma-separated precisions among fp32,fp16,int8 (default {precisions})")
         parser.add_argument("--quant", default=None, metavar="LIST",
-                            help="int8 calibration method(s), comma-separated: percentile,kl_divergence,max "
+                            help=f"int8 calibration method(s), comma-separated, among {methods} "
                                  "(default: the row's seed method)")
     else:
         parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
-        parser.add_argument("--quant", default=None, metavar="METHOD",
-                            help="int8 calibration: percentile, kl_divergence or max (default: the row's)")
+        parser.add_argument("--quant", default=None, metavar="METHOD", choices=QUANT_METHODS,
+                            help=f"int8 calibration method: {methods} (default: the row's seed method)")
     parser.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
                         help="per-channel int8 weights (default)")
     parser.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor int8 weights")
@@ -91,11 +93,13 @@ def backends_help(names: tuple[str, ...]) -> str:
     return "; ".join(f"{n}: {BACKENDS[n].summary}" if n in BACKENDS else n for n in names)
 
 
-def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] | None = (), multi: bool = False) -> None:
+def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] | None = (), multi: bool = False,
+                   precisions: str = "fp32") -> None:
     """Arguments that name the model a command runs: weights, shape, backend, build options.
     ``backends``: the ``--backend`` choices (``()``: every registered backend, read when the parser
-    is made); ``None`` leaves out ``--backend`` (a command that takes its own list, e.g. benchmark)."""
-    add_build_args(parser, multi)
+    is made); ``None`` leaves out ``--backend`` (a command that takes its own list, e.g. benchmark).
+    ``precisions``: the default of ``--precisions`` (with ``multi``)."""
+    add_build_args(parser, multi, precisions)
     add_weights(parser)
     add_shape(parser)
     parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset of the export")

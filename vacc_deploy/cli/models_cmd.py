@@ -1,4 +1,5 @@
-"""List the model rows: architecture, scale, conventions, input shape, weights available."""
+"""List the model rows: architecture, scale, conventions, input shape, and the weights this machine
+would use by default (official checkpoint found here or downloaded, else house, else synthetic)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def describe(row: str) -> dict:
     """One row's summary (imports the model families, hence torch)."""
     from vacc_deploy.models import row_spec
+    from vacc_deploy.weights import default_choice
 
     config = load_row(row)
     spec = row_spec(config)
@@ -24,7 +26,9 @@ def describe(row: str) -> dict:
         "input_shape": list(config.input_shape), "channel_order": spec.channel_order,
         "value_range": spec.value_range, "size_multiple": spec.size_multiple,
         "output_conversion": spec.output_conversion, "seed_quant": config.quant.method,
-        "official_weights": official.file if official else None, "description": config.description,
+        "official_weights": official.file if official else None,
+        "house_weights": config.weights.house.file if config.weights.house else None,
+        "weights_here": default_choice(config), "description": config.description,
     }
 
 
@@ -33,11 +37,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    head = f"{'row':<17} {'arch':<13} {'x':>2} {'input':<15} {'order':<5} {'range':>5} {'quant':<14} official weights"
+    head = (f"{'row':<17} {'arch':<13} {'x':>2} {'input':<15} {'order':<5} {'range':>5} {'quant':<14} "
+            f"{'official checkpoint':<44} weights used here")
     print(head)
-    print("-" * len(head))
+    print("-" * (len(head) + 14))
     for r in rows:
         shape = "x".join(map(str, r["input_shape"]))
         print(f"{r['row']:<17} {r['arch']:<13} {r['scale']:>2} {shape:<15} {r['channel_order']:<5} "
-              f"{r['value_range']:>5g} {r['seed_quant']:<14} {r['official_weights'] or '(none public)'}")
+              f"{r['value_range']:>5g} {r['seed_quant']:<14} {r['official_weights'] or '(none public)':<44} "
+              f"{r['weights_here']}")
+    print("weights used here: what a command uses without --weights (official checkpoint found here or "
+          "downloaded, else the row's house weights, else synthetic); docs/house_weights.md")
     return 0

@@ -1,11 +1,12 @@
 """Run the whole flow for a row: export, calibrate, build each precision, eval, benchmark, report.
 Every stage is reused when its inputs are unchanged. Works offline: with no --dataset it evaluates
-on real photos shipped with scikit-image, and with no checkpoint it uses synthetic weights (said
-loudly in the output and the report)."""
+on real photos shipped with scikit-image; with no official checkpoint it uses the row's house weights,
+or synthetic weights for a row without them (said loudly in the output and the report)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -21,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=20, metavar="N", help="benchmark timed runs (default 20)")
     parser.add_argument("--warmup", type=int, default=3, metavar="N", help="benchmark warm-up runs (default 3)")
     parser.add_argument("--no-benchmark", action="store_true", help="skip the benchmark stage")
-    add_model_args(parser, backends=(DEFAULT_BACKEND,), multi=True)
-    parser.set_defaults(precisions="fp32,fp16,int8")
+    add_model_args(parser, backends=(DEFAULT_BACKEND,), multi=True, precisions="fp32,fp16,int8")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
     opts = PipelineOptions(request=request_from_args(args), dataset=args.dataset, precisions=precisions,
                            quants=quants, iters=args.iters, warmup=args.warmup, benchmark=not args.no_benchmark,
                            overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap)
-    print(f"{config.name}: pipeline ({', '.join(precisions)})", file=sys.stderr)
+    logging.getLogger("vacc_deploy").info("%s: pipeline (%s)", config.name, ", ".join(precisions))
     res = run_pipeline(config, opts, args.workdir)
     for note in res.notes:
         print(f"WARNING: {note}", file=sys.stderr)
-    reused = all(r.status == "reused" for r in res.stages)
+    reused = all(r.status in ("reused", "skipped") for r in res.stages)
     print(f"{config.name}: {'nothing to do, every stage reused' if reused else 'done'} "
           f"in {time.perf_counter() - t0:.1f} s")
     print(f"report: {res.report_dir / 'report.html'} (and report.md)")

@@ -12,6 +12,7 @@ from vacc_deploy.cli.common import add_model_args, add_row, upscaler_from_args
 from vacc_deploy.config import load_row
 from vacc_deploy.errors import VaccError
 from vacc_deploy.imaging.datasets import images_at
+from vacc_deploy.progress import progress_bar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     upscaler, built = upscaler_from_args(config, args)
     print(f"{config.name}: {args.backend}, weights {built.label}", file=sys.stderr)
     failures: list[str] = []
-    for path in tqdm(files, desc=f"run {config.name}", unit="img"):
+    for path in progress_bar(files, desc=f"run {config.name}", unit="img"):
         try:
             image = read_image(path)
             rgb, alpha = upscale_image(image, upscaler, args.rounding)

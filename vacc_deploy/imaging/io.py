@@ -16,7 +16,6 @@ moved into place with ``os.replace``.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +23,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from vacc_deploy.artifacts import atomic_path
 from vacc_deploy.errors import ImageError, ShapeError
 
 Conversion = Literal["round", "truncate"]
@@ -189,17 +189,8 @@ def write_image(path: str | os.PathLike[str], rgb_uint: np.ndarray,
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

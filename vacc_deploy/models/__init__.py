@@ -135,7 +135,7 @@ def create_model(
         weights: ``None`` resolves the official checkpoint (``--weights`` path, ``VACC_DEPLOY_WEIGHTS``,
             cache, download; then the row's house weights; see :mod:`vacc_deploy.weights`);
             ``"official"`` the official checkpoint only; ``"house"`` the house weights (fp16
-            safetensors in ``weights/house/``); ``"synthetic"`` builds synthetic-v1
+            safetensors in ``vacc_deploy/house_weights/``); ``"synthetic"`` builds synthetic-v1
             weights with the row's ``seed_base``/``std_factor``; a path loads that checkpoint; a
             mapping is taken as an official-key state dict.
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from vacc_deploy import artifacts
 from vacc_deploy.calibset import CalibSource
@@ -20,6 +19,7 @@ from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.pipeline import ModelRequest, build_onnx, calib_stage
 from vacc_deploy.pipeline.cache import cached_json
+from vacc_deploy.progress import progress_bar
 from vacc_deploy.spec import ModelSpec
 
 ANALYSIS_FORMAT = 1
@@ -50,7 +50,7 @@ def _compute(config: RowConfig, req: ModelRequest, workdir: Path | None, exporte
     assert calib is not None
     source = _FirstN(CalibSource(calib, spec), images)
     t0 = time.perf_counter()
-    with tqdm(total=len(source), desc=f"analyze {config.name}", unit="img", disable=not progress,
+    with progress_bar(total=len(source), desc=f"analyze {config.name}", unit="img", disable=not progress,
               leave=False) as bar:
         layers = analyze_layers(exported.onnx_path, built.model_path, source, progress=bar.update)
     return {"format": ANALYSIS_FORMAT, "row": config.name, "precision": "int8", "quant": built.quant,

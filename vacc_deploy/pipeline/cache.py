@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StageRecord:
-    """How a stage went: ``status`` "done" (ran now) or "reused" (inputs unchanged), seconds."""
+    """How a stage went: ``status`` "done" (ran now), "reused" (inputs unchanged) or "skipped" (this
+    run has no such stage: no int8 build, no benchmark asked for), seconds."""
 
     stage: str
     status: str

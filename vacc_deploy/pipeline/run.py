@@ -10,8 +10,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm import tqdm
-
 from vacc_deploy import artifacts
 from vacc_deploy.backends import DEFAULT_BACKEND
 from vacc_deploy.config import RowConfig
@@ -25,6 +23,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("data", "export", "calibrate", "build", "analyze", "eval", "benchmark", "report")
 ANALYZE_IMAGES = 8  # calibration samples the pipeline's int8 layer analysis looks at
+REPORT_FORMAT = 2  # in the report's cache key: a report written by older code is written again
 
 
 @dataclass
@@ -80,14 +79,19 @@ def _provenance(config: RowConfig, weights: str | None) -> tuple[str | None, str
         return "synthetic", "synthetic", [note]
 
 
-def _stage(records: list[StageRecord], bar: tqdm, name: str, fn: Callable[[], tuple[Any, bool]]) -> Any:
-    bar.set_description(f"pipeline: {name}")
+def _stage(records: list[StageRecord], name: str, fn: Callable[[], tuple[Any, bool]]) -> Any:
+    """Run one stage, record it and log one line (a log file gets one line per stage)."""
     result, rec = timed(name, fn)
     records.append(rec)
-    tqdm.write(f"  {name:<10} {'reused (inputs unchanged)' if rec.status == 'reused' else 'done'} "
-               f"in {rec.seconds:.1f} s")
-    bar.update(1)
+    log.info("  %-10s %s in %.1f s", name, "reused (inputs unchanged)" if rec.status == "reused" else "done",
+             rec.seconds)
     return result
+
+
+def _skip(records: list[StageRecord], name: str, why: str) -> None:
+    """Record a stage this run does not have (status "skipped")."""
+    records.append(StageRecord(name, "skipped", 0.0, why))
+    log.info("  %-10s skipped (%s)", name, why)
 
 
 def _data(opts: PipelineOptions, workdir: Path | None) -> tuple[tuple[Path, Path], bool]:
@@ -171,7 +175,7 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
 
     folder = artifacts.row_workdir(config.name, workdir) / "report"
     an = ctx.get("analysis")
-    key = artifacts.stage_key({"eval": ctx["eval_key"], "bench": ctx.get("bench_key"), "notes": ctx["notes"],
+    key = artifacts.stage_key({"format": REPORT_FORMAT, "eval": ctx["eval_key"], "bench": ctx.get("bench_key"), "notes": ctx["notes"],
                                "analysis": an[1] if an else None})
     if (folder / "report.json").is_file() and artifacts.read_json(folder / "report.json").get("manifest", {}).get("key") == key:
         return folder, True
@@ -180,6 +184,7 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
                         ctx["yaml"].get(b.quant)) for _, b in ctx["built"]]
     data = ReportData(
         row=config.name, description=config.description, weights=exported.weights, provenance=ctx["provenance"],
+        weights_sha256=exported.weights_sha256,
         scale=exported.spec["scale"], input_shape=list(exported.input_shape), output_shape=list(exported.output_shape),
         flops_g=ctx.get("flops", 0) / 1e9 or None, params_m=_params(exported.onnx_path) / 1e6,
         eval=ctx["eval"], benchmark=ctx.get("bench"),
@@ -187,7 +192,8 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
         analysis=an[0] if an else None, analysis_plot=an[1] if an else None,
         manifest={"key": key, "versions": artifacts.tool_versions(), "machine": artifacts.machine(),
                   "hashes": {"onnx_fp32_sha256": artifacts.file_digest(exported.onnx_path),
-                             "weights_sha256": exported.weights_sha256 or exported.weights},
+                             **({"weights_sha256": exported.weights_sha256} if exported.weights_sha256 else {})},
+                  "weights": exported.weights,
                   "export": str(exported.onnx_path.parent)},
         stages=[StageInfo(r.stage, r.status, r.seconds) for r in ctx["records"]], notes=ctx["notes"])
     write_report(data, folder)
@@ -211,41 +217,45 @@ def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None 
     records: list[StageRecord] = []
     variants = pipeline_variants(config, opts.precisions, opts.quants)  # bad options fail before any stage
     weights, provenance, notes = _provenance(config, opts.request.weights)
-    with tqdm(total=len(STAGES), desc="pipeline", unit="stage", leave=False) as bar:
-        dataset, calib_images = _stage(records, bar, "data", lambda: _data(opts, workdir))
-        req = replace(opts.request, weights=weights, calib=replace(opts.request.calib, images=calib_images))
-        exported = _stage(records, bar, "export", lambda: (lambda e: (e, e.cached))(export_stage(config, req, workdir)))
-        int8 = [m for p, m in variants if p == "int8"]
-        _stage(records, bar, "calibrate", lambda: _calibrate(config, req, exported, bool(int8), workdir))
-        built = _stage(records, bar, "build", lambda: _builds(config, req, variants, workdir))
-        analysis = _stage(records, bar, "analyze", lambda: _analyze(config, req, int8, workdir))
-        yaml = {m: _vamc_yaml(config, req, m, workdir) for m in int8}
-        cands = _candidates(config, req, built, opts.overlap)
-        result = _stage(records, bar, "eval", lambda: _eval(config, cands, dataset, built, workdir))
-        bench = _stage(records, bar, "benchmark", lambda: _bench(config, req, variants, built, opts, workdir)
-                       if opts.benchmark else (None, True))
-        ctx = {"built": built, "eval": result, "eval_key": [str(b.model_path) for _, b in built] + [str(dataset)],
-               "bench": bench, "bench_key": artifacts.stage_key(bench or {}),
-               "yaml": yaml, "cands": cands, "dataset": dataset, "provenance": provenance, "notes": notes,
-               "records": records, "flops": _flops(exported), "analysis": analysis}
-        folder = _stage(records, bar, "report", lambda: _report(config, ctx, workdir))
+    dataset, calib_images = _stage(records, "data", lambda: _data(opts, workdir))
+    req = replace(opts.request, weights=weights, calib=replace(opts.request.calib, images=calib_images))
+    exported = _stage(records, "export", lambda: (lambda e: (e, e.cached))(export_stage(config, req, workdir)))
+    int8 = [m for p, m in variants if p == "int8"]
+    if int8:
+        _stage(records, "calibrate", lambda: _calibrate(config, req, exported, workdir))
+    else:
+        _skip(records, "calibrate", "no int8 build")
+    built = _stage(records, "build", lambda: _builds(config, req, variants, workdir))
+    analysis = _stage(records, "analyze", lambda: _analyze(config, req, int8[0], workdir)) if int8 else None
+    if not int8:
+        _skip(records, "analyze", "no int8 build")
+    yaml = {m: _vamc_yaml(config, req, m, workdir) for m in int8}
+    cands = _candidates(config, req, built, opts.overlap)
+    result = _stage(records, "eval", lambda: _eval(config, cands, dataset, built, workdir))
+    bench = None
+    if opts.benchmark:
+        bench = _stage(records, "benchmark", lambda: _bench(config, req, variants, built, opts, workdir))
+    else:
+        _skip(records, "benchmark", "not asked for")
+    ctx = {"built": built, "eval": result, "eval_key": [str(b.model_path) for _, b in built] + [str(dataset)],
+           "bench": bench, "bench_key": artifacts.stage_key(bench or {}),
+           "yaml": yaml, "cands": cands, "dataset": dataset, "provenance": provenance, "notes": notes,
+           "records": records, "flops": _flops(exported), "analysis": analysis}
+    folder = _stage(records, "report", lambda: _report(config, ctx, workdir))
     return PipelineResult(folder, records, provenance, notes)
 
 
-def _analyze(config: RowConfig, req: ModelRequest, int8: list, workdir: Path | None):
-    """The layer analysis of the first int8 build over ``ANALYZE_IMAGES`` samples: ((analysis, plot), reused)."""
-    if not int8:
-        return None, True
+def _analyze(config: RowConfig, req: ModelRequest, quant: str, workdir: Path | None):
+    """The layer analysis of the int8 build of ``quant`` over ``ANALYZE_IMAGES`` samples:
+    ((analysis, plot), reused)."""
     from vacc_deploy.pipeline.analysis import analysis_stage
 
-    result, path, reused = analysis_stage(config, req.with_precision("int8", int8[0]), workdir,
+    result, path, reused = analysis_stage(config, req.with_precision("int8", quant), workdir,
                                           images=ANALYZE_IMAGES, progress=False)
     return (result, str(path.with_suffix(".png"))), reused
 
 
-def _calibrate(config: RowConfig, req: ModelRequest, exported, needed: bool, workdir: Path | None):
-    if not needed:
-        return None, True
+def _calibrate(config: RowConfig, req: ModelRequest, exported, workdir: Path | None):
     calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, workdir)
     return calib, calib.cached
 

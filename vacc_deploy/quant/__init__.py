@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from tqdm import tqdm
 
 from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.progress import progress_bar
 from vacc_deploy.quant.collect import (
     DEFAULT_MAX_BYTES_PER_RUN,
     DEFAULT_OP_TYPES,
@@ -147,7 +147,7 @@ def calibrate(
     groups = plan_groups({k: tensor_nbytes(model, k) for k in names}, max_bytes_per_run)
     passes = 1 if calib.hist_kind is None else 2
     all_stats: dict[str, TensorStats] = {}
-    with tqdm(total=n * passes * len(groups), desc=f"calibrate ({method})", unit="img",
+    with progress_bar(total=n * passes * len(groups), desc=f"calibrate ({method})", unit="img",
               disable=not progress, leave=False) as bar:
         for group in groups:
             all_stats.update(_calibrate_group(model, group, source, calib, num_bins, bar))

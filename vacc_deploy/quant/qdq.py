@@ -11,36 +11,19 @@ Outputs are written atomically: to a temporary file beside the target, then ``os
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from vacc_deploy.artifacts import atomic_path
 from vacc_deploy.errors import BuildError, UsageError
 from vacc_deploy.quant.collect import DEFAULT_OP_TYPES, infer_shapes, select_tensors
 
 log = logging.getLogger(__name__)
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-
-
-@contextmanager
-def _atomic_path(out_path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``out_path``; move it into place only if the body succeeds."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load(model_path: str | Path) -> onnx.ModelProto:
@@ -203,7 +186,7 @@ def quantize_int8(
     float_reads_float(quantizer.model.model, lambda n: n.op_type in op_types and n.name not in excluded,
                       made_by)
     quantizer.model.remove_unused_constant()
-    with _atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         quantizer.model.save_model_to_file(str(tmp), False)
 
 
@@ -225,7 +208,7 @@ def convert_fp16(fp32_model_path: str | Path, out_path: str | Path) -> None:
         onnx.checker.check_model(half)
     except onnx.checker.ValidationError as exc:
         raise BuildError(f"fp16 conversion made an invalid model: {exc}") from exc
-    with _atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         onnx.save_model(half, str(tmp))
 
 

@@ -18,7 +18,7 @@ from vacc_deploy.artifacts import atomic_write_json, read_json
 from vacc_deploy.errors import UsageError
 
 PROVENANCES = ("official", "synthetic", "house", "file")
-STAGE_STATUSES = ("done", "reused")
+STAGE_STATUSES = ("done", "reused", "skipped")
 CROP_IMAGES = ("lr", "fp32", "int8", "hr", "heatmap")
 
 
@@ -62,7 +62,8 @@ class BuildInfo:
 
 @dataclass
 class StageInfo:
-    """A pipeline stage: ``status`` is "done" (ran now) or "reused" (inputs unchanged); ``seconds``."""
+    """A pipeline stage: ``status`` is "done" (ran now), "reused" (inputs unchanged) or "skipped" (not
+    part of this run, e.g. the benchmark of a run without one); ``seconds``."""
 
     stage: str
     status: str = "done"
@@ -76,7 +77,9 @@ class ReportData:
     - ``row``, ``description``: the model row and a one-line description.
     - ``weights``: label of the weights (e.g. "official", a file name); ``provenance``: one of
       "official", "synthetic" (random weights: plumbing only), "house" (house weights, not the
-      official checkpoint), "file" (a user checkpoint).
+      official checkpoint), "file" (a user checkpoint); ``weights_sha256``: the weights file's
+      sha256 (None for synthetic weights). ``description`` says what the row is, never which
+      weights ran (that is these fields).
     - ``scale``; ``input_shape``/``output_shape`` as [N, C, H, W]; ``flops_g`` (GFLOPs per
       inference at ``input_shape``), ``params_m`` (millions of parameters).
     - ``eval``: the eval result dict (SPEC section 6) or None; ``benchmark``: the benchmark dict
@@ -92,6 +95,7 @@ class ReportData:
     description: str = ""
     weights: str = "official"
     provenance: str = "official"
+    weights_sha256: str | None = None
     scale: int | None = None
     input_shape: list[int] | None = None
     output_shape: list[int] | None = None
@@ -115,7 +119,8 @@ class ReportData:
                              f"got {self.provenance!r}")
         for st in self.stages:
             if st.status not in STAGE_STATUSES:
-                raise UsageError(f"report: stage {st.stage!r} status must be done or reused, got {st.status!r}")
+                raise UsageError(f"report: stage {st.stage!r} status must be one of {', '.join(STAGE_STATUSES)}, "
+                                 f"got {st.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON-serializable)."""

@@ -15,6 +15,7 @@ from vacc_deploy.backends import short_label
 from vacc_deploy.report.crops import worst_images
 from vacc_deploy.report.model import CropSet, ReportData
 from vacc_deploy.report.plots import result_label
+from vacc_deploy.speed_notes import speed_notes
 
 SEED_HEADERS = ["Models", "Flops(G)", "Params(M)", "PSNR(dB)", "SSIM", "Shape"]
 EXTRA_HEADERS = ["ΔPSNR(dB)", "ΔSSIM", "Fidelity PSNR(dB)", "Max |Δ| vs fp32"]
@@ -63,6 +64,16 @@ def weights_label(weights: str, provenance: str) -> str:
     return weights if provenance in weights else f"{weights} ({provenance})"
 
 
+def weights_sentence(data: ReportData) -> str:
+    """Which weights produced the numbers, in words (the row description says what the row *is*)."""
+    name = data.weights.split(":", 1)[1] if ":" in data.weights else data.weights
+    what = {"official": f"the official checkpoint {name}",
+            "house": f"house weights {name}, trained by this project (not the official checkpoint)",
+            "synthetic": f"synthetic weights {name}: random, so accuracy numbers are meaningless",
+            "file": f"a user checkpoint, {name}"}.get(data.provenance, data.weights)
+    return what + (f"; sha256 {data.weights_sha256}" if data.weights_sha256 else "")
+
+
 def banner(provenance: str, weights: str) -> Block | None:
     """The loud banner for synthetic or house weights (None for official / file weights)."""
     if provenance == "synthetic":
@@ -104,7 +115,8 @@ def overview(data: ReportData) -> list[Block]:
     if b:
         blocks.append(b)
     if data.description:
-        blocks.append(Block("p", data.description))
+        blocks.append(Block("p", f"**Model:** {data.description}"))
+    blocks.append(Block("p", f"**Weights:** {weights_sentence(data)}"))
     facts = [["Row", data.row], ["Weights", weights_label(data.weights, data.provenance)],
              ["Scale", f"x{data.scale}" if data.scale else "-"],
              ["Input shape", shape_str(data.input_shape, False)], ["Output shape", shape_str(data.output_shape, False)],
@@ -146,6 +158,7 @@ def benchmark(data: ReportData) -> list[Block]:
     blocks = [Block("h2", "Benchmark"), Block("p", text),
               Block("table", headers=["Backend", "Precision", "Quant", "p50 (ms)", "p90 (ms)", "mean (ms)",
                                       "img/s", "MP/s", "peak RSS (MB)"], rows=rows)]
+    blocks += [Block("p", f"Why: {note}") for note in speed_notes(bm)]
     if data.benchmark_plot:
         blocks.append(Block("image", "Images per second per backend and precision", path=data.benchmark_plot))
     return blocks
@@ -201,6 +214,9 @@ def builds(data: ReportData) -> list[Block]:
     for b in data.builds:
         title = " ".join(p for p in (b.precision, b.quant or "", f"({b.backend})" if b.backend else "") if p)
         blocks.append(Block("h3", title))
+        if b.precision == "fp32" and not (b.settings or b.manifest or b.vamc_yaml):
+            blocks.append(Block("p", "The exported fp32 ONNX model itself (no build step; its sha256 is in the "
+                                     "manifest below)."))
         if b.settings:
             blocks.append(Block("table", headers=["Setting", "Value"], rows=_kv(b.settings)))
         if b.manifest:

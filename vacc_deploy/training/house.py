@@ -1,4 +1,4 @@
-"""Writing house weights: a trained run's ``checkpoint.pt`` → ``weights/house/<row>.safetensors``
+"""Writing house weights: a trained run's ``checkpoint.pt`` → ``vacc_deploy/house_weights/<row>.safetensors``
 (fp16, official key layout) + ``<row>.provenance.json``.
 
 The provenance records what made the weights (data, steps, minutes, validation PSNR, the exact

@@ -1,8 +1,10 @@
 """The trainer: L1 loss, Adam, random patches, resumable, validation PSNR logged as it goes.
 
 ``train(options)`` builds the row's network with :func:`vacc_deploy.models.create_model`-compatible
-parameter names (the family's ``build``), optionally initialised from a checkpoint (``init``: every
-entry whose name and shape match is copied, the rest keep PyTorch's default initialisation), and
+parameter names (the family's ``build``), optionally warm-started (``warm_start``: the family's
+initialisation that computes bilinear upscaling, :mod:`vacc_deploy.training.warm_start`) and then
+initialised from a checkpoint (``init``: every entry whose name and shape match is copied, the rest
+keep their initial values), and
 trains until ``minutes`` of wall time (this invocation) or ``max_steps`` (total) are reached. The
 learning rate is constant, multiplied by ``decay_factor`` after ``decay_at`` of this invocation's
 time budget.
@@ -33,6 +35,7 @@ from vacc_deploy.spec import ModelSpec
 from vacc_deploy.training import data
 from vacc_deploy.training.baseline import bicubic_upscale, mean_psnr
 from vacc_deploy.training.state import cpu_state_dict, load_state, save_state, save_torch
+from vacc_deploy.training.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class TrainOptions(BaseModel):
     max_steps: int | None = Field(None, gt=0)
     degrade: Literal["bicubic", "bsrgan", "blur"] | None = None  # None: blur for scale 1, else bicubic
     init: Path | None = None
+    warm_start: bool = False  # start from the family's warm start (training/warm_start.py), before ``init``
     val: Path | None = None
     n_val: int = Field(4, ge=0)  # held out of the first ``images`` folder when ``val`` is None
     patch: int = Field(48, gt=0)
@@ -160,6 +164,8 @@ def _setup(opts: TrainOptions) -> _Run:
     degrade = opts.degrade or ("blur" if spec.scale == 1 else "bicubic")
     device = pick_device(opts.device)
     model = family_of(config).build(row_params(config))
+    if opts.warm_start:
+        warm_start(config.arch, model)
     if opts.init is not None:
         missing = init_from(model, opts.init, config)
         log.info("init from %s: %d entries kept their initial values %s", opts.init, len(missing), missing[:6])
