@@ -72,10 +72,12 @@ def test_int8_build_quantizes_every_inner_conv_weight_per_channel(rrdb, tmp_path
 
 
 def test_fp16_build_reads_the_initializer_graph(rrdb) -> None:
-    """The Resize scales shared by both upsamplers are now one initializer: the fp16 build loads."""
+    """The Resize scales shared by both upsamplers are now one initializer: the fp16 build loads, and
+    ONNX shape inference (the benchmark's FLOP count) accepts it."""
     work, config, exported = rrdb
     built = build_onnxruntime(exported.onnx_path, ModelSpec(**exported.spec), BuildOptions(precision="fp16"),
                               row=config.name, calib=None, workdir=work)
     x = np.random.default_rng(1).random(SHAPE, dtype=np.float32)
     ref = OrtSession(exported.onnx_path).run(x)
     assert np.abs(OrtSession(built.model_path).run(x) - ref).max() <= 1e-2 * (ref.max() - ref.min())
+    onnx.shape_inference.infer_shapes(onnx.load(str(built.model_path)), strict_mode=True)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |onnx - torch| relative to the torch output's range
-EXPORT_FORMAT = 4  # bump when the export folder's content or manifest changes (4: no Constant nodes)
+EXPORT_FORMAT = 5  # bump when the export folder's content or manifest changes (4, 5: no Constant nodes)
 
 
 @dataclass
@@ -143,6 +143,8 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
     as weights: a Constant-node weight is calibrated and quantized like an activation (one uint8
     range for the whole tensor) and its bias stays float. As initializers they get per-channel int8
     weights and int32 biases like every other conv; the float model computes the same values.
+    Their ``value_info`` entries are dropped: an initializer carries its own type, and a stale float
+    entry contradicts the fp16 build's converted initializer and fails ONNX shape inference there.
     """
     consts = [n for n in model.graph.node if n.op_type == "Constant"
               and len(n.attribute) == 1 and n.attribute[0].name == "value"]
@@ -152,6 +154,10 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
         tensor.name = node.output[0]
         model.graph.initializer.append(tensor)
         model.graph.node.remove(node)
+    names = {n.output[0] for n in consts}
+    kept = [v for v in model.graph.value_info if v.name not in names]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
     return len(consts)
 
 
