@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |onnx - torch| relative to the torch output's range
-EXPORT_FORMAT = 3  # bump when the export folder's content or manifest changes
+EXPORT_FORMAT = 5  # bump when the export folder's content or manifest changes (4, 5: no Constant nodes)
 
 
 @dataclass
@@ -135,7 +135,38 @@ def _check_depth_to_space(model: onnx.ModelProto) -> None:
                 raise ExportError(f"node {node.name}: DepthToSpace mode {mode!r}, expected CRD (pixel shuffle)")
 
 
+def constants_to_initializers(model: onnx.ModelProto) -> int:
+    """Turn every top-level ``Constant`` node holding a tensor (``value``) into an initializer of the
+    same name; returns how many. Edits ``model`` in place.
+
+    onnxsim folds RRDBNet's ``conv5(x) * 0.2`` into the conv and leaves the folded weights and bias
+    as Constant nodes (69 of x4plus's 351 convs). ONNX Runtime's quantizer treats only initializers
+    as weights: a Constant-node weight is calibrated and quantized like an activation (one uint8
+    range for the whole tensor) and its bias stays float. As initializers they get per-channel int8
+    weights and int32 biases like every other conv; the float model computes the same values.
+    Their ``value_info`` entries are dropped: an initializer carries its own type, and a stale float
+    entry contradicts the fp16 build's converted initializer and fails ONNX shape inference there.
+    """
+    consts = [n for n in model.graph.node if n.op_type == "Constant"
+              and len(n.attribute) == 1 and n.attribute[0].name == "value"]
+    for node in consts:
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(node.attribute[0].t)
+        tensor.name = node.output[0]
+        model.graph.initializer.append(tensor)
+        model.graph.node.remove(node)
+    names = {n.output[0] for n in consts}
+    kept = [v for v in model.graph.value_info if v.name not in names]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    return len(consts)
+
+
 def finalize(model: onnx.ModelProto, config: RowConfig, spec: ModelSpec, label: str) -> onnx.ModelProto:
+    """The exported model as it is saved: Constant nodes as initializers, the row's conventions in
+    its metadata, ``onnx.checker`` clean (full check) and pixel shuffles as DepthToSpace CRD.
+    Raises ExportError."""
+    constants_to_initializers(model)
     meta = {SPEC_METADATA_KEY: spec.to_json(), "vacc_deploy.row": config.name, "vacc_deploy.weights": label}
     del model.metadata_props[:]
     for key, value in meta.items():
@@ -147,9 +178,6 @@ def finalize(model: onnx.ModelProto, config: RowConfig, spec: ModelSpec, label: 
         raise ExportError(f"row '{config.name}': exported model fails onnx.checker: {str(exc)[:200]}") from None
     _check_depth_to_space(model)
     return model
-
-
-
 
 
 def _read_cached(manifest: Path) -> ExportResult | None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import closed_port_url, row_variant
 from vacc_deploy.cli import main
+from vacc_deploy.config import available_rows
 
 
 def _files(folder: Path) -> list[Path]:
@@ -44,7 +45,8 @@ def test_models_table_and_json(capsys) -> None:
     assert code == 0 and "lesrcnn_x2" in out and "bicubic_pp_x3" in out
     code, out, _ = _run(capsys, ["models", "--json"])
     rows = {r["row"]: r for r in json.loads(out)}
-    assert code == 0 and len(rows) == 16
+    assert code == 0 and list(rows) == available_rows()
+    assert rows["realesr_animevideov3_x4"]["input_shape"] == [1, 3, 270, 480]
     assert rows["bicubic_pp_x3"]["channel_order"] == "BGR" and rows["edsr_x2"]["value_range"] == 255
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.models.conftest import parity_key
+from tests.models.conftest import parity_file, parity_key
 from vacc_deploy.config import available_rows, load_row
 from vacc_deploy.models import row_spec
 
@@ -18,7 +18,7 @@ REL_TOL = 1e-4  # of the reference output range, as suggested by parity/README.m
 
 @pytest.mark.parametrize("row", available_rows())
 def test_parity(row: str, parity_dir: Path, parity_model: Callable[[str], torch.nn.Module]) -> None:
-    data = np.load(parity_dir / f"{parity_key(row)}.npz")
+    data = np.load(parity_file(parity_dir, row))
     ref = data["output"]
     model = parity_model(row)
     threads = torch.get_num_threads()

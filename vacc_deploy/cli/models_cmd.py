@@ -37,13 +37,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    head = (f"{'row':<17} {'arch':<13} {'x':>2} {'input':<15} {'order':<5} {'range':>5} {'quant':<14} "
+    w = max(len("row"), *(len(r["row"]) for r in rows))
+    head = (f"{'row':<{w}} {'arch':<13} {'x':>2} {'input':<15} {'order':<5} {'range':>5} {'quant':<14} "
             f"{'official checkpoint':<44} weights used here")
     print(head)
     print("-" * (len(head) + 14))
     for r in rows:
         shape = "x".join(map(str, r["input_shape"]))
-        print(f"{r['row']:<17} {r['arch']:<13} {r['scale']:>2} {shape:<15} {r['channel_order']:<5} "
+        print(f"{r['row']:<{w}} {r['arch']:<13} {r['scale']:>2} {shape:<15} {r['channel_order']:<5} "
               f"{r['value_range']:>5g} {r['seed_quant']:<14} {r['official_weights'] or '(none public)':<44} "
               f"{r['weights_here']}")
     print("weights used here: what a command uses without --weights (official checkpoint found here or "

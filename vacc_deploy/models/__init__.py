@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from vacc_deploy.config import RowConfig, load_row
 from vacc_deploy.errors import ConfigError, WeightsError
-from vacc_deploy.models import bicubic_pp, edsr, edsr_basicsr, lesrcnn, rrdbnet
+from vacc_deploy.models import bicubic_pp, edsr, edsr_basicsr, lesrcnn, rrdbnet, srvgg
 from vacc_deploy.models.synthetic import synthetic_state_dict
 from vacc_deploy.spec import ModelSpec
 
@@ -38,6 +38,7 @@ FAMILIES: dict[str, ModuleType] = {
     "edsr": edsr,
     "edsr_basicsr": edsr_basicsr,
     "lesrcnn": lesrcnn,
+    "srvgg": srvgg,
 }
 
 WeightsArg = Union[None, str, Path, Mapping[str, torch.Tensor]]

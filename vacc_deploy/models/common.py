@@ -15,6 +15,8 @@ from vacc_deploy.errors import WeightsError
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "params", "params_ema", "model")
 #: Keys tried, in this order, for BasicSR checkpoints (``params`` first, as BasicSR's own loader).
 BASICSR_KEYS: tuple[str, ...] = ("params", "params_ema")
+#: Keys tried, in this order, for Real-ESRGAN checkpoints (as Real-ESRGAN's ``RealESRGANer`` does).
+REALESRGAN_KEYS: tuple[str, ...] = ("params_ema", "params")
 
 
 def conv3x3(in_ch: int, out_ch: int, bias: bool = True, stride: int = 1) -> nn.Conv2d:
@@ -55,14 +57,15 @@ def _strip_module_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
     return dict(state)
 
 
-def convert_checkpoint(obj: Any, fmt: str) -> dict[str, torch.Tensor]:
+def convert_checkpoint(obj: Any, fmt: str, keys: tuple[str, ...] = BASICSR_KEYS) -> dict[str, torch.Tensor]:
     """Map a loaded checkpoint object to a flat ``{official key: tensor}`` dict.
 
     Rules:
       - ``state_dict``: a mapping of ``str -> Tensor`` is taken as is. Otherwise, when it is a mapping
         holding one of :data:`WRAPPER_KEYS` (tried in that order) whose value is such a mapping, that
         value is taken.
-      - ``basicsr``: ``obj["params"]``, or ``obj["params_ema"]`` when there is no ``params``.
+      - ``basicsr``: the first of ``keys`` present (default :data:`BASICSR_KEYS`: ``obj["params"]``,
+        or ``obj["params_ema"]`` when there is no ``params``).
       - In both cases a ``module.`` prefix shared by every key is removed.
 
     Raises:
@@ -72,9 +75,9 @@ def convert_checkpoint(obj: Any, fmt: str) -> dict[str, torch.Tensor]:
     if fmt == "state_dict":
         candidates = [obj] + [obj[k] for k in WRAPPER_KEYS if isinstance(obj, Mapping) and k in obj]
     elif fmt == "basicsr":
-        candidates = [obj[k] for k in BASICSR_KEYS if isinstance(obj, Mapping) and k in obj]
+        candidates = [obj[k] for k in keys if isinstance(obj, Mapping) and k in obj]
         if not candidates:
-            raise WeightsError("basicsr checkpoint has no 'params' or 'params_ema' entry")
+            raise WeightsError(f"basicsr checkpoint has none of the entries {', '.join(map(repr, keys))}")
     else:
         raise WeightsError(f"unknown checkpoint format '{fmt}' (expected 'state_dict' or 'basicsr')")
     for cand in candidates:
@@ -83,3 +86,18 @@ def convert_checkpoint(obj: Any, fmt: str) -> dict[str, torch.Tensor]:
     raise WeightsError(
         f"checkpoint ({fmt}) is not a mapping of parameter names to tensors (got {type(obj).__name__})"
     )
+
+
+def convert_realesrgan_checkpoint(obj: Any, fmt: str) -> dict[str, torch.Tensor]:
+    """Like :func:`convert_checkpoint`, for families whose official files are Real-ESRGAN's.
+
+    A mapping holding ``params_ema`` or ``params`` is unwrapped as Real-ESRGAN's inference does
+    (``params_ema`` first, :data:`REALESRGAN_KEYS`), whatever ``fmt`` says; anything else goes
+    through :func:`convert_checkpoint` with ``fmt``. Floating tensors (fp16 in converted files) are
+    cast to float32. Raises WeightsError.
+    """
+    if isinstance(obj, Mapping) and any(k in obj for k in REALESRGAN_KEYS):
+        state = convert_checkpoint(obj, "basicsr", keys=REALESRGAN_KEYS)
+    else:
+        state = convert_checkpoint(obj, fmt)
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}

@@ -1,26 +1,47 @@
-"""RRDBNet as in cszn/BSRGAN ``models/network_rrdbnet.py`` (BSRGAN / BSRNet generators).
+"""RRDBNet as in cszn/BSRGAN ``models/network_rrdbnet.py`` (BSRGAN / BSRNet generators), which is
+also Real-ESRGAN's x4 generator (XPixelGroup/BasicSR ``basicsr/archs/rrdbnet_arch.py``, scale 4).
 
 Input: NCHW float32 RGB in [0, 1]. Output: NCHW RGB, same range (not clamped), H*scale x W*scale.
 Upsampling is nearest-neighbour x2 followed by a 3x3 conv and LeakyReLU(0.2), once for scale 2 and
 twice for scale 4 (``upconv2`` exists only for scale 4).
+
+The module's parameter names are BSRGAN's (KAIR layout). :func:`convert_checkpoint` also takes the
+Real-ESRGAN / BasicSR layout (``{"params_ema": ...}`` or ``{"params": ...}``, ``params_ema``
+preferred as Real-ESRGAN's own inference does) and renames its keys with :data:`BASICSR_TO_KAIR`:
+the same layers in the same order, so a Real-ESRGAN x4plus checkpoint loads strictly into any
+scale-4, 23-block row (bsrgan_x4, bsrnet_x4, realesrgan_x4plus). BasicSR's scale-2 RRDBNet
+(pixel-unshuffled input, 12 input channels) is a different network and is not mapped.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from vacc_deploy.models.common import conv3x3, convert_checkpoint
+from vacc_deploy.models import common
+from vacc_deploy.models.common import conv3x3
 from vacc_deploy.spec import ModelSpec
 
 __all__ = ["Params", "spec", "build", "convert_checkpoint", "RRDBNet"]
 
 _SLOPE = 0.2
 _RES_SCALE = 0.2
+
+#: Real-ESRGAN / BasicSR key -> BSRGAN / KAIR key (regex, replacement), applied to the part of the key
+#: before ``.weight`` / ``.bias``. Every BasicSR key matches exactly one rule.
+BASICSR_TO_KAIR: tuple[tuple[str, str], ...] = (
+    (r"conv_first", "conv_first"),
+    (r"body\.(\d+)\.rdb([123])\.conv([1-5])", r"RRDB_trunk.\1.RDB\2.conv\3"),
+    (r"conv_body", "trunk_conv"),
+    (r"conv_up([12])", r"upconv\1"),
+    (r"conv_hr", "HRconv"),
+    (r"conv_last", "conv_last"),
+)
 
 
 class Params(BaseModel):
@@ -96,6 +117,29 @@ class RRDBNet(nn.Module):
         for conv in ups:
             fea = F.leaky_relu(conv(F.interpolate(fea, scale_factor=2, mode="nearest")), _SLOPE)
         return self.conv_last(F.leaky_relu(self.HRconv(fea), _SLOPE))
+
+
+def _kair_key(key: str) -> str:
+    """One BasicSR key in KAIR naming; a key no rule matches is returned unchanged (the strict load
+    then names it)."""
+    layer, dot, kind = key.rpartition(".")
+    for pattern, repl in BASICSR_TO_KAIR:
+        if re.fullmatch(pattern, layer):
+            return re.sub(pattern, repl, layer) + dot + kind
+    return key
+
+
+def convert_checkpoint(obj: Any, fmt: str) -> dict[str, torch.Tensor]:
+    """A BSRGAN (KAIR) or Real-ESRGAN (BasicSR) RRDBNet checkpoint as a KAIR-key float32 state dict.
+
+    Unwrapped by :func:`common.convert_realesrgan_checkpoint` (``params_ema`` first, float32).
+    When the keys are in the BasicSR layout (``conv_body.*`` present) every key is renamed with
+    :data:`BASICSR_TO_KAIR`. Raises WeightsError.
+    """
+    state = common.convert_realesrgan_checkpoint(obj, fmt)
+    if any(k.startswith("conv_body.") for k in state):
+        state = {_kair_key(k): v for k, v in state.items()}
+    return state
 
 
 def build(params: Params) -> nn.Module:
