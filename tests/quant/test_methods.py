@@ -164,3 +164,15 @@ def test_mse_range_trades_clipping_against_rounding():
     small = rng.uniform(-1, 1, 10_000).astype(np.float32)
     lo, hi = MSECalibration().compute_range(_stats(small, "signed"))
     assert lo == pytest.approx(float(small.min()), abs=0.05) and hi == pytest.approx(float(small.max()), abs=0.05)
+
+
+def test_compiled_kl_search_equals_the_ort_arithmetic(outlier):
+    """The default (compiled, float64) KL search computes the divergences ORT's float32 code does, and
+    picks a window that ties with ORT's choice to float32 rounding."""
+    rng = np.random.default_rng(2)
+    for data in (outlier, rng.laplace(0.0, 1.0, 100_000).astype(np.float32)):
+        hist = _stats(data, "signed").hist
+        fast = KLCalibration().divergences(hist)
+        exact = KLCalibration(ort_compat=True).divergences(hist)
+        np.testing.assert_allclose(fast, exact, rtol=1e-3, atol=1e-6)
+        assert exact[int(np.argmin(fast))] <= exact.min() * (1 + 1e-5)  # a tie to float32 rounding at most

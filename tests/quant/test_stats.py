@@ -136,3 +136,21 @@ def test_kl_method_matches_ort_on_one_histogram(brute):
     coll = HistogramCollector("entropy", False, 2048, 128, 99.99, "same")
     ort_t = coll.get_entropy_threshold((s.hist, s.edges, s.min, s.max, None), 128)
     assert KLCalibration(ort_compat=True).compute_range(s) == (float(ort_t[0]), float(ort_t[1]))
+
+
+def test_relu_and_permutation_statistics_are_derived():
+    """A Relu's output (signed histogram) follows from its input's fine histogram, within the same
+    bound; a permutation's output shares its input's statistics; an abs histogram cannot give a Relu's."""
+    rng = np.random.default_rng(6)
+    chunks = [(rng.standard_normal(40_000) * (1 + i) - 0.5).astype(np.float32) for i in range(5)]
+    x = TensorStats("signed")
+    for c in chunks:
+        x.update(c)
+    relu = x.derived("Relu")
+    relu.finish()
+    data = np.maximum(np.concatenate(chunks), 0)
+    assert (relu.min, relu.max, relu.count) == (data.min(), data.max(), data.size)
+    assert_within_bound(relu, data, "signed")
+    assert x.derived("DepthToSpace") is x
+    with pytest.raises(ValueError):
+        TensorStats("abs").derived("Relu")

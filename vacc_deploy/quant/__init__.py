@@ -29,6 +29,7 @@ from vacc_deploy.quant.collect import (
     ArraySource,
     CallableSource,
     CalibrationSource,
+    derived_tensors,
     infer_shapes,
     select_tensors,
     stream_segments,
@@ -156,17 +157,23 @@ def calibrate(
     except Exception as exc:  # onnx.load raises OSError, DecodeError, ...
         raise BuildError(f"cannot read ONNX model {model_path}: {exc}") from exc
     names = select_tensors(model, op_types)
-    stats = {k: TensorStats(calib.hist_kind, num_bins) for k in names}
+    derived = derived_tensors(model, names, calib.hist_kind)
+    stats = {k: TensorStats(calib.hist_kind, num_bins) for k in names if k not in derived}
     _reset_peak_rss()
     t0 = time.perf_counter()
     with tqdm(total=n, desc=f"calibrate ({method})", unit="img", disable=not progress, leave=False) as bar:
-        seen, segments = stream_segments(model, names, source, lambda k, a: stats[k].update(a),
+        seen, segments = stream_segments(model, list(stats), source, lambda k, a: stats[k].update(a),
                                          max_segment_bytes, bar.update)
     if seen == 0:
         raise BuildError("calibration source yielded no image although its length is not zero")
-    for s in stats.values():
+    for k in names:  # graph order: a source comes before what derives from it
+        if k in derived:
+            stats[k] = stats[derived[k][0]].derived(derived[k][1])
+    unique = {id(s): s for s in stats.values()}  # a permutation shares its input's object
+    for s in unique.values():
         s.finish()
-    ranges = {k: calib.compute_range(stats[k]) for k in names}
+    by_id = {i: calib.compute_range(s) for i, s in unique.items()}
+    ranges = {k: by_id[id(stats[k])] for k in names}
     per_image = (time.perf_counter() - t0) / seen
     params = {"percentile": percentile, "num_bins": num_bins,
               "num_quantized_bins": num_quantized_bins, "op_types": list(op_types or []),

@@ -50,3 +50,63 @@ def recount(flat, absolute, inv_w, k0, out, old_inv_w, old_k0, old_n):  # pragma
         pos = a * inv_w - k0
         if pos >= 0.0 and pos < n:
             out[int(pos)] += 1
+
+
+@numba.njit(cache=True)
+def kl_divergences(hist, n_quant, eps):  # pragma: no cover - compiled
+    """KL(p || q) of every window ``[zero - i, zero + i + 1)``, ``i`` from ``n_quant // 2`` to
+    ``zero = hist.size // 2``, as ``methods._window_divergence`` computes it (float64 here)."""
+    nb = hist.size
+    zero = nb // 2
+    half = n_quant // 2
+    total = 0
+    for v in hist:
+        total += v
+    out = np.empty(zero + 1 - half)
+    for i in range(half, zero + 1):
+        start, end = zero - i, min(zero + i + 1, nb)
+        size = end - start
+        p = hist[start:end].astype(np.float64)
+        inside = 0
+        for v in hist[start:end]:
+            inside += v
+        before = 0
+        for v in hist[:start]:
+            before += v
+        p[0] += before
+        p[-1] += total - inside - before
+        merged = size // n_quant
+        q = np.zeros(size)
+        for j in range(n_quant):
+            a, b = j * merged, (j + 1) * merged
+            if j == n_quant - 1:
+                b = size
+            chunk, norm = 0, 0
+            for k in range(a, b):
+                chunk += hist[start + k]
+            for k in range(a, min(b, n_quant * merged)):
+                norm += p[k] != 0
+            if norm:
+                q[a:min(b, n_quant * merged)] = chunk // norm
+        out[i - half] = _smoothed_kl(p, q, eps)
+    return out
+
+
+@numba.njit(cache=True)
+def _smoothed_kl(p, q, eps):  # pragma: no cover - compiled
+    """KL after eps-smoothing both (zeros get eps, the non-zeros give it up); inf if one is all zero."""
+    for arr in (p, q):
+        zeros = 0
+        for v in arr:
+            zeros += v == 0
+        if zeros == arr.size:
+            return np.inf
+        eps1 = eps * zeros / (arr.size - zeros)
+        for k in range(arr.size):
+            arr[k] += eps if arr[k] == 0 else -eps1
+    ps, qs = p.sum(), q.sum()
+    kl = 0.0
+    for k in range(p.size):
+        pk, qk = p[k] / ps, q[k] / qs
+        kl += pk * np.log(pk / qk)
+    return kl

@@ -35,6 +35,7 @@ from onnx import TensorProto
 
 from vacc_deploy.errors import BuildError, UsageError
 from vacc_deploy.quant.segments import Segment, plan_segments, segment_model
+from vacc_deploy.quant.stats import HistogramKind, derivable
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,19 @@ def select_tensors(model: onnx.ModelProto, op_types: Sequence[str] | None) -> li
             if vi.type.tensor_type.elem_type in _FLOAT_TYPES:
                 names[name] = None
     return list(names)
+
+
+def derived_tensors(model: onnx.ModelProto, names: Sequence[str], kind: HistogramKind | None) -> dict[str, tuple[str, str]]:
+    """Tensors of ``names`` whose statistics follow from another tensor of ``names`` (the output of a
+    permutation, or of a Relu for signed histograms; see :meth:`TensorStats.derived`): name ->
+    (source, op type). They need not be scanned."""
+    wanted = set(names)
+    out: dict[str, tuple[str, str]] = {}
+    for node in model.graph.node:
+        if (len(node.output) == 1 and node.output[0] in wanted and node.input and node.input[0] in wanted
+                and derivable(node.op_type, kind)):
+            out[node.output[0]] = (node.input[0], node.op_type)
+    return out
 
 
 def tensor_nbytes(model: onnx.ModelProto, name: str) -> int | None:

@@ -126,6 +126,26 @@ class WideningHistogram:
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         return vmin, vmax
 
+    def relu(self) -> "WideningHistogram":
+        """The histogram of ``max(x, 0)`` for the values counted here (signed only): negative bins
+        move into the bin holding 0, on the same grid (exact)."""
+        if self.absolute:
+            raise ValueError("relu() needs a signed histogram")
+        out = WideningHistogram(self.bins)
+        out.counts, out.e, out.k0 = self.counts.copy(), self.e, self.k0
+        out.lo, out.hi = max(self.lo, 0.0), max(self.hi, 0.0)
+        out.least = max(self.least, 0.0)
+        if self.e is None or self.k0 >= 0:
+            return out
+        if self.k0 + self.bins <= 0:  # all negative: all zeros
+            out.counts, out.k0 = np.zeros(self.bins, np.int64), 0
+            out.counts[0] = self.counts.sum()
+            return out
+        zero = -self.k0
+        out.counts[zero] += out.counts[:zero].sum()
+        out.counts[:zero] = 0
+        return out
+
     def rebin(self, edges: np.ndarray) -> np.ndarray:
         """Counts over ``edges`` (increasing, covering the counted values) as ``np.histogram`` would bin the
         values (last bin closed); see the module docstring for where this is exact."""

@@ -18,6 +18,10 @@ straddling it. A percentile threshold therefore moves by at most one final bin (
 2048 bins) and only when the percentile falls inside that uncertainty; the KL / MSE searches see
 the same near-identical histogram. tests/quant/test_stats.py checks these bounds.
 
+Derived tensors (:meth:`TensorStats.derived`): the output of a permutation (DepthToSpace, Reshape,
+...) has its input's statistics, and a Relu's output (signed histograms) follows exactly from its
+input's fine histogram, so neither is scanned.
+
 NaN and +-inf are ignored. Memory per tensor: ``16 * num_bins`` int64 counters (256 KB at 2048).
 """
 
@@ -35,6 +39,15 @@ HistogramKind = Literal["signed", "abs"]
 
 #: fine bins per final histogram bin
 FINE_FACTOR = 16
+
+#: ops whose output holds exactly the values of their (first) input, rearranged
+PERMUTATIONS = frozenset({"DepthToSpace", "SpaceToDepth", "Reshape", "Transpose", "Flatten", "Squeeze",
+                          "Unsqueeze", "Identity"})
+
+
+def derivable(op: str, kind: HistogramKind | None) -> bool:
+    """Whether :meth:`TensorStats.derived` can give the statistics of ``op``'s output."""
+    return op in PERMUTATIONS or (op == "Relu" and kind != "abs")
 
 
 def _finite_extremes(flat: np.ndarray) -> tuple[float, float] | None:
@@ -93,6 +106,22 @@ class TensorStats:
         lo, hi = np.float32(ext[0]), np.float32(ext[1])
         self.min = lo if self.min is None else min(self.min, lo)
         self.max = hi if self.max is None else max(self.max, hi)
+
+    def derived(self, op: str) -> "TensorStats":
+        """Statistics of ``op(x)`` from those of ``x`` (this object), without seeing ``op(x)``:
+        an op of :data:`PERMUTATIONS` moves values without changing them (the same object is
+        returned); ``Relu`` maps negatives to 0 (signed or no histogram: negative bins move into
+        the bin holding 0, exact on the same grid). ValueError for anything else."""
+        if op in PERMUTATIONS:
+            return self
+        if op != "Relu" or self.hist_kind == "abs":
+            raise ValueError(f"cannot derive the statistics of {op} from its input's ({self.hist_kind})")
+        out = TensorStats(self.hist_kind, self.num_bins, self.count)
+        if self.min is not None:
+            out.min, out.max = max(self.min, np.float32(0)), max(self.max, np.float32(0))
+        if self._fine is not None:
+            out._fine = self._fine.relu()
+        return out
 
     def finish(self) -> None:
         """Fill ``hist`` / ``edges`` over ORT's range for this kind (a no-op without histogram)."""
