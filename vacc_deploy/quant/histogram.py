@@ -27,7 +27,7 @@ import numpy as np
 
 
 #: arrays at least this long are counted in parallel chunks (the loops release the GIL)
-PARALLEL_MIN = 1 << 20
+PARALLEL_MIN = 1 << 17
 
 
 @lru_cache(maxsize=1)
@@ -35,20 +35,19 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="vacc-hist")
 
 
-def _run(name: str, flat: np.ndarray, nbins: int, *args: Any) -> tuple[np.ndarray, list[Any]]:
-    """Run kernel ``name`` over ``flat`` in chunks; return the summed counts and each chunk's result."""
-    from vacc_deploy.quant import _kernels
+def _run(flat: np.ndarray, nbins: int, absolute: bool, inv_w: float, k0: float) -> tuple[np.ndarray, float]:
+    """:func:`_kernels.count` over ``flat`` in parallel chunks: the summed counts, the least value."""
+    from vacc_deploy.quant._kernels import count
 
-    kernel = getattr(_kernels, name)
     parts = max(1, min(os.cpu_count() or 1, flat.size // PARALLEL_MIN))
     chunks = np.array_split(flat, parts)
     outs = [np.zeros(nbins, np.int64) for _ in chunks]
     if parts == 1:
-        results = [kernel(chunks[0], args[0], args[1], args[2], outs[0], *args[3:])]
+        least = [count(chunks[0], absolute, inv_w, k0, outs[0])]
     else:
-        futures = [_pool().submit(kernel, c, args[0], args[1], args[2], o, *args[3:]) for c, o in zip(chunks, outs)]
-        results = [f.result() for f in futures]
-    return np.sum(outs, axis=0), results
+        futures = [_pool().submit(count, c, absolute, inv_w, k0, o) for c, o in zip(chunks, outs)]
+        least = [f.result() for f in futures]
+    return (outs[0] if parts == 1 else np.sum(outs, axis=0)), float(min(least))
 
 
 def _fits(lo: float, hi: float, e: int, bins: int) -> bool:
@@ -91,7 +90,7 @@ class WideningHistogram:
         self.counts, self.e, self.k0 = new, e, k0
 
     def _window_for(self, lo: float, hi: float) -> None:
-        """Grow / move the window so that it holds [lo, hi] and everything counted so far."""
+        """Grow / move the window so that it holds [lo, hi] (which covers everything counted)."""
         if self.e is None:
             self.e = self._first_exponent(lo, hi)
             self.k0 = math.floor(math.ldexp(lo, -self.e))
@@ -99,32 +98,21 @@ class WideningHistogram:
         e = self.e
         while not _fits(lo, hi, e, self.bins):
             e += 1
-        self._regrid(e, math.floor(math.ldexp(lo, -e)))
+        k0 = math.floor(math.ldexp(lo, -e))
+        if e != self.e or k0 < self.k0 or math.floor(math.ldexp(hi, -e)) >= self.k0 + self.bins:
+            self._regrid(e, k0)
 
-    def add(self, flat: np.ndarray) -> tuple[float, float] | None:
-        """Count ``flat`` (1-D float32; its magnitudes when ``absolute``), widening the window when
-        needed. Returns the (min, max) of its finite values, None when it has none."""
-        inv_w = math.ldexp(1.0, -self.e) if self.e is not None else 0.0
-        n_old, k0_old = (self.bins if self.e is not None else 0), float(self.k0)
-        counts, results = _run("scan", flat, n_old, self.absolute, inv_w, k0_old)
-        vmin = min(r[0] for r in results)
-        vmax = max(r[1] for r in results)
-        if not vmin <= vmax:
-            return None
-        self.least = min(self.least, min(r[2] for r in results))
-        if self.absolute:
-            lo, hi = self.least, max(abs(vmin), abs(vmax))
-        else:
-            lo, hi = vmin, vmax
-        if n_old:
-            self.counts += counts
-        if sum(r[3] for r in results):
-            self._window_for(min(self.lo, lo), max(self.hi, hi))
-            extra, _ = _run("recount", flat, self.bins, self.absolute, math.ldexp(1.0, -self.e), float(self.k0),
-                            inv_w, k0_old, n_old)
-            self.counts += extra
-        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
-        return vmin, vmax
+    def add(self, flat: np.ndarray, lo: float, hi: float) -> None:
+        """Count ``flat`` (1-D float32; its magnitudes when ``absolute``), whose finite counted values
+        lie in ``[lo, hi]`` (the caller's extremes: of the values, or bounds of the magnitudes),
+        widening the window first when needed."""
+        new_lo, new_hi = min(self.lo, lo), max(self.hi, hi)
+        if self.e is None or new_lo < self.lo or new_hi > self.hi:
+            self._window_for(new_lo, new_hi)
+        self.lo, self.hi = new_lo, new_hi
+        counts, least = _run(flat, self.bins, self.absolute, math.ldexp(1.0, -self.e), float(self.k0))
+        self.counts += counts
+        self.least = min(self.least, least)
 
     def relu(self) -> "WideningHistogram":
         """The histogram of ``max(x, 0)`` for the values counted here (signed only): negative bins

@@ -100,10 +100,15 @@ class TensorStats:
         self.count += flat.size
         if flat.size == 0:
             return
-        ext = _finite_extremes(flat) if self._fine is None else self._fine.add(flat)
+        ext = _finite_extremes(flat)
         if ext is None:
             return
         lo, hi = np.float32(ext[0]), np.float32(ext[1])
+        if self._fine is not None and self.hist_kind == "abs":
+            a, b = abs(ext[0]), abs(ext[1])
+            self._fine.add(flat, 0.0 if ext[0] <= 0 <= ext[1] else min(a, b), max(a, b))
+        elif self._fine is not None:
+            self._fine.add(flat, ext[0], ext[1])
         self.min = lo if self.min is None else min(self.min, lo)
         self.max = hi if self.max is None else max(self.max, hi)
 
