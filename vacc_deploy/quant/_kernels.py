@@ -33,37 +33,28 @@ def kl_divergences(hist, n_quant, eps):  # pragma: no cover - compiled
     """KL(p || q) of every window ``[zero - i, zero + i + 1)``, ``i`` from ``n_quant // 2`` to
     ``zero = hist.size // 2``, as ``methods._window_divergence`` computes it (float64 here)."""
     nb = hist.size
-    zero = nb // 2
-    half = n_quant // 2
-    total = 0
-    for v in hist:
-        total += v
+    zero, half = nb // 2, n_quant // 2
+    cum = np.zeros(nb + 1, np.int64)  # cum[k] = hist[:k].sum()
+    for k in range(nb):
+        cum[k + 1] = cum[k] + hist[k]
     out = np.empty(zero + 1 - half)
     for i in range(half, zero + 1):
         start, end = zero - i, min(zero + i + 1, nb)
         size = end - start
         p = hist[start:end].astype(np.float64)
-        inside = 0
-        for v in hist[start:end]:
-            inside += v
-        before = 0
-        for v in hist[:start]:
-            before += v
-        p[0] += before
-        p[-1] += total - inside - before
+        p[0] += cum[start]
+        p[-1] += cum[nb] - cum[end]
         merged = size // n_quant
+        body = n_quant * merged
         q = np.zeros(size)
         for j in range(n_quant):
             a, b = j * merged, (j + 1) * merged
-            if j == n_quant - 1:
-                b = size
-            chunk, norm = 0, 0
-            for k in range(a, b):
-                chunk += hist[start + k]
-            for k in range(a, min(b, n_quant * merged)):
+            chunk = cum[start + (size if j == n_quant - 1 else b)] - cum[start + a]
+            norm = 0
+            for k in range(a, min(b, body)):
                 norm += p[k] != 0
             if norm:
-                q[a:min(b, n_quant * merged)] = chunk // norm
+                q[a:min(b, body)] = chunk // norm
         out[i - half] = _smoothed_kl(p, q, eps)
     return out
 
