@@ -2,11 +2,13 @@
 ``quantize_static``, on one row's model and calibration samples.
 
 Usage: python scripts/bench_calibration.py ROW [--num N1 N2] [--method M] [--weights W]
-           [--images DIR] [--shape 1xCxHxW] [--stock-limit-gb 16] [--no-stock] [--workdir DIR]
+           [--images DIR] [--shape 1xCxHxW] [--stock-limit-gb 16] [--no-stock] [--infer-runs 3]
+           [--workdir DIR]
 
 Prints, in one run: our calibration's seconds per image and peak RSS at two N (``--num``, default
-8 and 50), fp32 inference seconds per image (the benchmark's own ORT session: full graph
-optimization, same input shape, the same calibration samples as inputs) and the ratio calibration /
+8 and 50; equal values measure one N), fp32 inference seconds per image (the benchmark's own ORT
+session: full graph optimization, same input shape, calibration samples as inputs, ``--infer-runs``
+images after a warm-up run) and the ratio calibration /
 inference per N, and stock ``quantize_static`` at the smaller N beside ours. ``--method`` defaults
 to the row's seed method. Calibration s/img is the whole ``quant.calibrate`` call (model load,
 sessions, one pass, ranges) over N.
@@ -61,28 +63,31 @@ def _source(calib_folder: Path, spec: dict):
     return CalibSource(CalibSet(calib_folder, m["num"], m["sha256"], m), ModelSpec(**spec))
 
 
-def _infer(onnx_path: Path, source) -> float:
-    """fp32 seconds per image with the benchmark's session options (one warm-up run first)."""
+def _infer(onnx_path: Path, source, runs: int) -> float:
+    """fp32 seconds per image over ``runs`` images with the benchmark's session options (after one
+    warm-up run when ``runs`` > 1)."""
     import onnxruntime as ort
 
     from vacc_deploy.backends.ort import session_options
 
     sess = ort.InferenceSession(str(onnx_path), session_options(), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    images = list(source)[:3]
-    sess.run(None, {name: images[0]})
+    images = list(source)[:runs]
+    if runs > 1:
+        sess.run(None, {name: images[0]})
     t0 = time.perf_counter()
     for image in images:
         sess.run(None, {name: image})
     return (time.perf_counter() - t0) / len(images)
 
 
-def _worker(kind: str, onnx_path: Path, calib_folder: Path, spec: dict, method: str, limit_gb: float) -> dict:
+def _worker(kind: str, onnx_path: Path, calib_folder: Path, spec: dict, method: str, limit_gb: float,
+            runs: int) -> dict:
     source = _source(calib_folder, spec)
     out: dict = {}
     t0 = time.perf_counter()
     if kind == "infer":
-        out["s_per_img"] = _infer(onnx_path, source)
+        out["s_per_img"] = _infer(onnx_path, source, runs)
     elif kind == "ours":
         from vacc_deploy.quant import calibrate
 
@@ -117,7 +122,7 @@ def _stock(onnx_path: Path, source, method: str) -> None:
 
 def _measure(kind: str, onnx_path: Path, calib: Path, spec: dict, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, str(onnx_path), str(calib), json.dumps(spec),
-           args.method, str(args.stock_limit_gb)]
+           args.method, str(args.stock_limit_gb), str(args.infer_runs)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     out = {"kind": kind, "ok": res.returncode == 0}
     if res.returncode == 0:
@@ -153,8 +158,9 @@ def _report(args: argparse.Namespace, ours: dict[int, dict], infers: list[dict],
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        kind, onnx_path, calib, spec, method, limit = sys.argv[2:8]
-        print(json.dumps(_worker(kind, Path(onnx_path), Path(calib), json.loads(spec), method, float(limit))))
+        kind, onnx_path, calib, spec, method, limit, runs = sys.argv[2:9]
+        print(json.dumps(_worker(kind, Path(onnx_path), Path(calib), json.loads(spec), method, float(limit),
+                                 int(runs))))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("row")
@@ -165,6 +171,7 @@ def main() -> int:
     ap.add_argument("--shape", default=None)
     ap.add_argument("--stock-limit-gb", type=float, default=16.0)
     ap.add_argument("--no-stock", action="store_true")
+    ap.add_argument("--infer-runs", type=int, default=3, help="images per inference measurement (default 3)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     onnx_path, folders, spec = _prepare(args)

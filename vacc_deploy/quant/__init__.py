@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,35 @@ def _check_source(source: CalibrationSource) -> int:
     return n
 
 
+class _Overlapped:
+    """Folds tensors into their statistics on one worker thread, so that a segment's statistics
+    overlap ORT's run of the next segment (or image). :meth:`wait` (called before a segment's
+    tensors are visited) lets at most one segment's tensors wait: peak memory is two segments."""
+
+    def __init__(self, stats: dict[str, TensorStats]) -> None:
+        self._stats = stats
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vacc-calib")
+        self._pending: list[Future] = []
+
+    def visit(self, name: str, arr: Any) -> None:
+        self._pending.append(self._pool.submit(self._stats[name].update, arr))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()  # re-raises the worker's exception
+
+    def __enter__(self) -> "_Overlapped":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _reset_peak_rss() -> None:
     """Reset this process's RSS high-water mark (Linux ``clear_refs`` 5); no-op elsewhere."""
     try:
@@ -161,9 +191,10 @@ def calibrate(
     stats = {k: TensorStats(calib.hist_kind, num_bins) for k in names if k not in derived}
     _reset_peak_rss()
     t0 = time.perf_counter()
-    with tqdm(total=n, desc=f"calibrate ({method})", unit="img", disable=not progress, leave=False) as bar:
-        seen, segments = stream_segments(model, list(stats), source, lambda k, a: stats[k].update(a),
-                                         max_segment_bytes, bar.update)
+    with tqdm(total=n, desc=f"calibrate ({method})", unit="img", disable=not progress, leave=False) as bar, \
+            _Overlapped(stats) as fold:
+        seen, segments = stream_segments(model, list(stats), source, fold.visit, max_segment_bytes, bar.update,
+                                         fold.wait)
     if seen == 0:
         raise BuildError("calibration source yielded no image although its length is not zero")
     for k in names:  # graph order: a source comes before what derives from it

@@ -265,10 +265,12 @@ def stream_segments(
     visit: Visitor,
     max_bytes: int = DEFAULT_SEGMENT_BYTES,
     tick: Callable[[], None] = lambda: None,
+    before_visits: Callable[[], None] = lambda: None,
 ) -> tuple[int, int]:
     """Run each image of ``source`` once through the chain of segments, calling ``visit(name,
-    array)`` for every tensor of ``names`` as its segment returns it; tensors are dropped once
-    visited, handed-over tensors once no later segment reads them. Returns (images, segments).
+    array)`` for every tensor of ``names`` as its segment returns it (``before_visits()`` first);
+    we drop a tensor once visited (the visitor may hold it longer), a handed-over tensor once no
+    later segment reads it. Returns (images, segments).
     """
     from onnxruntime import OrtValue
 
@@ -287,6 +289,7 @@ def stream_segments(
                 raise BuildError(f"onnxruntime failed on calibration image {index}: {exc}") from exc
             values.update(zip(seg.outputs, outputs))
             del outputs
+            before_visits()
             for name in seg.calibrated:
                 visit(name, values[name].numpy())  # a view: no copy
             for name in seg.release:

@@ -1,7 +1,8 @@
 """Calibration methods: each turns one tensor's :class:`TensorStats` into a (min, max) range.
 
 Semantics follow ONNX Runtime 1.31's calibrators (``onnxruntime/quantization/calibrate.py``) so the
-ranges equal what ``quantize_static`` would compute on the same data, without its memory cost:
+ranges equal what ``quantize_static`` would compute from the same histograms, without its memory
+cost (the one-pass histograms are within the bound stated in :mod:`~vacc_deploy.quant.stats`):
 
 * ``max``: the observed [min, max] (ORT ``MinMaxCalibrater``, ``symmetric=False``).
 * ``percentile``: ORT ``PercentileCalibrater`` with its default ``symmetric=True``: a histogram of
@@ -44,7 +45,7 @@ def _clip(lo: float, hi: float, stats: TensorStats) -> Range:
 
 
 class MaxCalibration:
-    """Observed [min, max]; needs pass 1 only."""
+    """Observed [min, max]; needs no histogram."""
 
     hist_kind: ClassVar[HistogramKind | None] = None
 
