@@ -33,7 +33,8 @@ from vacc_deploy.quant.collect import (
     derived_tensors,
     infer_shapes,
     select_tensors,
-    stream_segments,
+    open_chain,
+    stream_chain,
 )
 from vacc_deploy.quant.methods import METHODS
 from vacc_deploy.quant.qdq import convert_fp16, quantize_int8
@@ -191,10 +192,13 @@ def calibrate(
     stats = {k: TensorStats(calib.hist_kind, num_bins) for k in names if k not in derived}
     _reset_peak_rss()
     t0 = time.perf_counter()
+    chain = open_chain(model, list(stats), max_segment_bytes)
+    del model  # the sessions hold the weights; the full graph is not needed any more
     with tqdm(total=n, desc=f"calibrate ({method})", unit="img", disable=not progress, leave=False) as bar, \
             _Overlapped(stats) as fold:
-        seen, segments = stream_segments(model, list(stats), source, fold.visit, max_segment_bytes, bar.update,
-                                         fold.wait)
+        seen = stream_chain(chain, list(stats), source, fold.visit, bar.update, fold.wait)
+    segments = len(chain.segments)
+    del chain
     if seen == 0:
         raise BuildError("calibration source yielded no image although its length is not zero")
     for k in names:  # graph order: a source comes before what derives from it

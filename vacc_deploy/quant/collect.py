@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import onnx
@@ -247,42 +248,48 @@ def _checked(image: np.ndarray, index: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def open_segments(model: onnx.ModelProto, names: Sequence[str], max_bytes: int) -> list[tuple[Segment, object]]:
+@dataclass
+class Chain:
+    """The model as consecutive segments, each with its ORT session; ``input_name``: the model's input."""
+
+    input_name: str
+    segments: list[tuple[Segment, Any]]
+
+
+def open_chain(model: onnx.ModelProto, names: Sequence[str], max_bytes: int = DEFAULT_SEGMENT_BYTES) -> Chain:
     """Plan the segments of ``model`` (shape-inferred) for tensors ``names`` under ``max_bytes`` and
-    open one ORT session per segment that returns something."""
+    open one ORT session per segment that returns something. The chain does not keep ``model``."""
     import onnx.utils
 
+    input_name = model_input_name(model)
     sizes = {n: tensor_nbytes(model, n) for n in _value_infos(model)}
-    segments = [s for s in plan_segments(model, sizes, names, max_bytes) if s.outputs]
+    planned = plan_segments(model, sizes, [n for n in names if n != input_name], max_bytes)
     extractor = onnx.utils.Extractor(model)
-    return [(seg, _session(segment_model(extractor, seg))) for seg in segments]
+    return Chain(input_name, [(seg, _session(segment_model(extractor, seg))) for seg in planned if seg.outputs])
 
 
-def stream_segments(
-    model: onnx.ModelProto,
+def stream_chain(
+    chain: Chain,
     names: Sequence[str],
     source: CalibrationSource,
     visit: Visitor,
-    max_bytes: int = DEFAULT_SEGMENT_BYTES,
     tick: Callable[[], None] = lambda: None,
     before_visits: Callable[[], None] = lambda: None,
-) -> tuple[int, int]:
-    """Run each image of ``source`` once through the chain of segments, calling ``visit(name,
-    array)`` for every tensor of ``names`` as its segment returns it (``before_visits()`` first);
-    we drop a tensor once visited (the visitor may hold it longer), a handed-over tensor once no
-    later segment reads it. Returns (images, segments).
+) -> int:
+    """Run each image of ``source`` once through ``chain``, calling ``visit(name, array)`` for every
+    tensor of ``names`` as its segment returns it (``before_visits()`` first); we drop a tensor once
+    visited (the visitor may hold it longer), a handed-over tensor once no later segment reads it.
+    Returns the number of images.
     """
     from onnxruntime import OrtValue
 
-    input_name = model_input_name(model)
-    chain = open_segments(model, [n for n in names if n != input_name], max_bytes)
     count = 0
     for index, image in enumerate(source):
         feed = _checked(image, index)
-        if input_name in names:
-            visit(input_name, feed)
-        values = {input_name: OrtValue.ortvalue_from_numpy(feed)}
-        for seg, sess in chain:
+        if chain.input_name in names:
+            visit(chain.input_name, feed)
+        values = {chain.input_name: OrtValue.ortvalue_from_numpy(feed)}
+        for seg, sess in chain.segments:
             try:
                 outputs = sess.run_with_ort_values(list(seg.outputs), {n: values[n] for n in seg.inputs})
             except Exception as exc:
@@ -296,4 +303,4 @@ def stream_segments(
                 values.pop(name, None)
         count += 1
         tick()
-    return count, len(chain)
+    return count
