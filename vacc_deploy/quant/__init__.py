@@ -112,19 +112,21 @@ def _check_source(source: CalibrationSource) -> int:
 class _Overlapped:
     """Folds tensors into their statistics on one worker thread, so that a segment's statistics
     overlap ORT's run of the next segment (or image). :meth:`wait` (called before a segment's
-    tensors are visited) lets at most one segment's tensors wait: peak memory is two segments."""
+    tensors are visited) lets at most one segment's tensors wait, and they are held until then
+    whether or not the worker is done: peak memory is two segments, the same however fast the
+    worker (so it does not depend on the machine's load or the number of images)."""
 
     def __init__(self, stats: dict[str, TensorStats]) -> None:
         self._stats = stats
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vacc-calib")
-        self._pending: list[Future] = []
+        self._pending: list[tuple[Future, Any]] = []
 
     def visit(self, name: str, arr: Any) -> None:
-        self._pending.append(self._pool.submit(self._stats[name].update, arr))
+        self._pending.append((self._pool.submit(self._stats[name].update, arr), arr))
 
     def wait(self) -> None:
         pending, self._pending = self._pending, []
-        for future in pending:
+        for future, _ in pending:
             future.result()  # re-raises the worker's exception
 
     def __enter__(self) -> "_Overlapped":
