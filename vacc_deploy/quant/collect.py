@@ -10,17 +10,21 @@ One pass, bounded memory: the model runs as a chain of consecutive segments
 inference), each its own ORT session returning its calibrated tensors and the tensors later
 segments read. Each image goes through the chain once; a segment's calibrated tensors are visited
 (as views of ORT's buffers, no copy) and dropped before the next segment runs, handed-over tensors
-once no later segment reads them. So the peak is one image plus the largest segment (plus the
-visitor's state), whatever the model's size or the number of images. The sessions share one
+once no later segment reads them. So the peak is one image plus the largest segment plus what the
+visitor holds (:func:`~vacc_deploy.quant.calibrate` holds one segment's tensors while the next one
+runs: two segments), whatever the model's size or the number of images. The sessions share one
 process-wide ORT arena (``session.use_env_allocators``, extend strategy "same as requested"), so
 memory freed by one segment is reused by the next instead of page-faulted in again every run; it
 stays reserved by the process after calibration.
 
-Graph optimizations: ``ORT_ENABLE_EXTENDED``. Measured on lesrcnn_x2 (128x128) and bicubic_pp_x3
-(1080x1920) with every calibrated tensor a graph output: BASIC and EXTENDED give bit-identical
-tensors to ORT_DISABLE_ALL (what ORT's calibrators use; tests/quant/test_vs_ort.py checks ours
-against them), ENABLE_ALL does not (its NCHWc convolutions differ by up to 7e-6 on lesrcnn_x2) and
-is also slower there, since every exposed tensor needs a layout reorder.
+Graph optimizations: ``ORT_ENABLE_EXTENDED``. Measured with every calibrated tensor a graph output
+(ORT 1.32): BASIC and EXTENDED give tensors bit-identical to ORT_DISABLE_ALL (what ORT's
+calibrators use; tests/quant/test_vs_ort.py checks ours against them) on lesrcnn_x2 (128x128; both)
+and bicubic_pp_x3 (1080x1920; EXTENDED); ENABLE_ALL does not (its NCHWc convolutions differ by up
+to 7e-6 on lesrcnn_x2). On lesrcnn_x2 EXTENDED with a shared arena ran within 6 % of the plain
+ENABLE_ALL inference session and faster than ENABLE_ALL with the tensors exposed (each needs a
+layout reorder); on two 256-channel 3x3 convs at 128x128 (full EDSR's layers) EXTENDED was about
+7 % slower than ENABLE_ALL.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import onnx
 from onnx import TensorProto
 
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.quant.segments import Segment, plan_segments, segment_model
+from vacc_deploy.quant.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: quant.analyze)
 from vacc_deploy.quant.stats import HistogramKind, derivable
 
 log = logging.getLogger(__name__)
@@ -57,7 +61,7 @@ INT8_OP_SETS: dict[str, tuple[str, ...]] = {
     "all": DEFAULT_OP_TYPES,
 }
 
-DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # quant.analyze's runs
+DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # quant.analyze's runs (grouped by plan_groups)
 
 #: the fp32 bytes one calibration segment may hold (inputs, outputs, largest internal tensor)
 DEFAULT_SEGMENT_BYTES = 768_000_000
@@ -170,30 +174,6 @@ def tensor_nbytes(model: onnx.ModelProto, name: str) -> int | None:
             return None
         count *= dim.dim_value
     return 4 * count
-
-
-def plan_groups(sizes: dict[str, int | None], max_bytes: int) -> list[list[str]]:
-    """Split tensor names (in order) into groups whose summed size is at most ``max_bytes``.
-
-    A tensor of unknown size (None) or larger than the budget gets a group of its own.
-    """
-    groups: list[list[str]] = []
-    current: list[str] = []
-    used = 0
-    for name, size in sizes.items():
-        if size is None or size > max_bytes:
-            if size is None:
-                log.warning("size of %s unknown: calibrating it in a run of its own", name)
-            groups.append([name])
-            continue
-        if current and used + size > max_bytes:
-            groups.append(current)
-            current, used = [], 0
-        current.append(name)
-        used += size
-    if current:
-        groups.append(current)
-    return groups
 
 
 def model_input_name(model: onnx.ModelProto) -> str:

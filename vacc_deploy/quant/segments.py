@@ -126,6 +126,30 @@ def plan_segments(model: onnx.ModelProto, sizes: dict[str, int | None], calibrat
     return segments
 
 
+def plan_groups(sizes: dict[str, int | None], max_bytes: int) -> list[list[str]]:
+    """Split tensor names (in order) into groups whose summed size is at most ``max_bytes``.
+
+    A tensor of unknown size (None) or larger than the budget gets a group of its own.
+    """
+    groups: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for name, size in sizes.items():
+        if size is None or size > max_bytes:
+            if size is None:
+                log.warning("size of %s unknown: calibrating it in a run of its own", name)
+            groups.append([name])
+            continue
+        if current and used + size > max_bytes:
+            groups.append(current)
+            current, used = [], 0
+        current.append(name)
+        used += size
+    if current:
+        groups.append(current)
+    return groups
+
+
 def segment_model(extractor: onnx.utils.Extractor, segment: Segment) -> onnx.ModelProto:
     """The sub-model of ``segment`` (its nodes, the initializers they read, its inputs and outputs)."""
     return extractor.extract_model(list(segment.inputs), list(segment.outputs))
