@@ -64,7 +64,7 @@ INT8_OP_SETS: dict[str, tuple[str, ...]] = {
 DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # quant.analyze's runs (grouped by plan_groups)
 
 #: the fp32 bytes one calibration segment may hold (inputs, outputs, largest internal tensor)
-DEFAULT_SEGMENT_BYTES = 768_000_000
+DEFAULT_SEGMENT_BYTES = 384_000_000
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16}
 
