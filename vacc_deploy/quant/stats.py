@@ -20,7 +20,9 @@ the same near-identical histogram. tests/quant/test_stats.py checks these bounds
 
 Derived tensors (:meth:`TensorStats.derived`): the output of a permutation (DepthToSpace, Reshape,
 ...) has its input's statistics, and a Relu's output (signed histograms) follows exactly from its
-input's fine histogram, so neither is scanned.
+input's fine histogram, so neither is scanned. A derived Relu keeps its input's fine bins: they
+are ``(max - min) / (16 * max)`` of its own final bins wide (at most 1/8 when ``min >= -max``), and
+the bound above holds with that width.
 
 NaN and +-inf are ignored. Memory per tensor: ``16 * num_bins`` int64 counters (256 KB at 2048).
 """
