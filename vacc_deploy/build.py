@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_FORMAT = 6
-RANGES_FORMAT = 3  # bump when a calibration method's rule changes (3: constant tensors)
+RANGES_FORMAT = 4  # bump when a calibration method's rule changes (3: constant tensors; 4: one pass)
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
@@ -153,7 +153,8 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
                        percentile: float, row_dir: Path) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
     """Activation ranges of ``model_path`` over ``calib`` with ``method`` (cached on disk).
 
-    Returns (ranges, info) where info records the method, parameters, images and seconds.
+    Returns (ranges, info) where info records the method, parameters, images, seconds, seconds per
+    image, segments (ORT sessions each image ran through) and the calibration's peak RSS in MB.
     """
     from vacc_deploy.quant import METHODS, CalibrationResult, calibrate
 
@@ -172,7 +173,9 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
     t0 = time.perf_counter()
     result = calibrate(model_path, CalibSource(calib, spec), method, **params)
     info = {"method": method, "params": params, "images": calib.num, "calib_sha256": calib.sha256,
-            "calib_folder": str(calib.folder), "seconds": time.perf_counter() - t0}
+            "calib_folder": str(calib.folder), "seconds": time.perf_counter() - t0,
+            "seconds_per_image": result.seconds_per_image, "segments": result.segments,
+            "peak_rss_mb": result.peak_rss_mb}
     artifacts.atomic_write_json(path, {"info": info, "result": result.to_dict()})
     return result.ranges, info
 

@@ -1,4 +1,4 @@
-"""Each method's range choice on crafted distributions, memory grouping, and bad inputs."""
+"""Each method's range choice on crafted distributions, segmenting, and bad inputs."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ import pytest
 
 from vacc_deploy.errors import BuildError, UsageError
 from vacc_deploy.quant import METHODS, ArraySource, CalibrationResult, CallableSource, calibrate
-from vacc_deploy.quant.collect import plan_groups
+from vacc_deploy.quant.collect import infer_shapes, plan_groups, select_tensors, tensor_nbytes
+from vacc_deploy.quant.segments import plan_segments
 from vacc_deploy.quant.methods import KLCalibration, MaxCalibration, PercentileCalibration
 from vacc_deploy.quant.stats import TensorStats
 
 
 def _stats(data: np.ndarray, kind: str | None) -> TensorStats:
-    s = TensorStats(track_abs=True)
+    s = TensorStats(kind)
     for chunk in np.array_split(data, 7):
-        s.update_range(chunk)
-    if kind:
-        s.start_histogram(kind, 2048)
-        for chunk in np.array_split(data, 7):
-            s.update_histogram(chunk)
+        s.update(chunk)
+    s.finish()
     return s
 
 
@@ -69,12 +67,28 @@ def test_percentile_signed_tensor_is_symmetric_then_clipped():
     assert -1.0 < lo2 < -0.9 and 3.9 < hi2 <= 4.0
 
 
-def test_grouping_splits_runs_with_identical_results(tiny_model, images):
-    full = calibrate(tiny_model, ArraySource(images), "percentile", progress=False)
-    tiny = calibrate(tiny_model, ArraySource(images), "percentile", progress=False,
-                     max_bytes_per_run=4 * 8 * 16 * 16)  # one 8-channel tensor per run
-    assert full.groups == 1 and tiny.groups >= 4
-    assert tiny.ranges == full.ranges
+@pytest.mark.parametrize("method", ["max", "kl_divergence"])
+def test_segments_give_identical_results(tiny_model, images, method):
+    full = calibrate(tiny_model, ArraySource(images), method, progress=False)
+    tiny = calibrate(tiny_model, ArraySource(images), method, progress=False,
+                     max_segment_bytes=4 * 8 * 16 * 16)  # about one 8-channel tensor per segment
+    assert full.segments == 1 and tiny.segments >= 3, tiny.segments
+    assert tiny.ranges == full.ranges and tiny.stats == full.stats
+
+
+def test_plan_segments_hands_over_crossing_tensors(tiny_model):
+    import onnx
+
+    model = infer_shapes(onnx.load(str(tiny_model)))
+    names = [n for n in select_tensors(model, None) if n != "x"]
+    sizes = {n: tensor_nbytes(model, n) for n in ("x", *names)}
+    small, big = 4 * 3 * 16 * 16, 4 * 8 * 16 * 16  # x, t3, y (3 channels); t1, t2 (8 channels)
+    segs = plan_segments(model, sizes, names, 2 * big + small + 1024)
+    assert [(s.start, s.stop) for s in segs] == [(0, 2), (2, 4)]
+    assert segs[0].inputs == ("x",) and segs[0].outputs == ("t1", "t2") and segs[0].release == ("t1",)
+    assert set(segs[1].inputs) == {"x", "t2"} and segs[1].outputs == ("t3", "y")
+    assert set(segs[1].release) == {"x", "t2", "t3", "y"}
+    assert segs[0].nbytes == small + 2 * big and segs[1].nbytes == big + 3 * small
 
 
 def test_plan_groups_respects_budget():
@@ -88,6 +102,8 @@ def test_result_is_json_serializable(tiny_model, images):
     res = calibrate(tiny_model, ArraySource(images[:2]), "max", progress=False)
     back = CalibrationResult.from_dict(json.loads(json.dumps(res.to_dict())))
     assert back.ranges == res.ranges and back.num_images == 2
+    assert back.segments == 1 and back.seconds_per_image > 0
+    assert back.peak_rss_mb is None or back.peak_rss_mb > 0
 
 
 def test_unknown_method_lists_known(tiny_model, images):
@@ -117,7 +133,7 @@ def test_callable_source_is_reiterable(tiny_model, images):
 
     res = calibrate(tiny_model, CallableSource(factory, len(images)), "percentile", progress=False)
     ref = calibrate(tiny_model, ArraySource(images), "percentile", progress=False)
-    assert res.ranges == ref.ranges and len(calls) == 2  # two passes, fresh iterator each
+    assert res.ranges == ref.ranges and len(calls) == 1  # one pass over the images
 
 
 def test_source_yielding_nothing(tiny_model):
@@ -148,3 +164,15 @@ def test_mse_range_trades_clipping_against_rounding():
     small = rng.uniform(-1, 1, 10_000).astype(np.float32)
     lo, hi = MSECalibration().compute_range(_stats(small, "signed"))
     assert lo == pytest.approx(float(small.min()), abs=0.05) and hi == pytest.approx(float(small.max()), abs=0.05)
+
+
+def test_compiled_kl_search_equals_the_ort_arithmetic(outlier):
+    """The default (compiled, float64) KL search computes the divergences ORT's float32 code does, and
+    picks a window that ties with ORT's choice to float32 rounding."""
+    rng = np.random.default_rng(2)
+    for data in (outlier, rng.laplace(0.0, 1.0, 100_000).astype(np.float32)):
+        hist = _stats(data, "signed").hist
+        fast = KLCalibration().divergences(hist)
+        exact = KLCalibration(ort_compat=True).divergences(hist)
+        np.testing.assert_allclose(fast, exact, rtol=1e-3, atol=1e-6)
+        assert exact[int(np.argmin(fast))] <= exact.min() * (1 + 1e-5)  # a tie to float32 rounding at most

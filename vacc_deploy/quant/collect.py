@@ -1,34 +1,46 @@
-"""Stream the activations of a fixed-shape ONNX model, one calibration image at a time.
+"""Stream the activations of a fixed-shape ONNX model: one forward pass per calibration image.
 
 Which tensors are calibrated mirrors ONNX Runtime's calibrators
 (``CalibraterBase.select_tensors_to_calibrate``): every float/float16 input and output of every node
 whose op type is quantized, except initializers. Those are the tensors ORT's QDQ quantizer asks
 ranges for.
 
-Memory contract: at any time we hold one calibration image, the outputs of one ORT run (at most
-``max_bytes_per_run`` bytes of fp32 activations, from onnx shape inference; a single tensor larger
-than the budget runs alone) and whatever the visitor keeps. The tensors are split into groups that fit
-the budget; each group gets its own ORT session (an augmented copy of the model exposing that group as
-graph outputs) and its own pass over the source. Nothing grows with the number of images.
+One pass, bounded memory: the model runs as a chain of consecutive segments
+(:mod:`vacc_deploy.quant.segments`, cut under ``max_bytes`` of fp32 tensors from onnx shape
+inference), each its own ORT session returning its calibrated tensors and the tensors later
+segments read. Each image goes through the chain once; a segment's calibrated tensors are visited
+(as views of ORT's buffers, no copy) and dropped before the next segment runs, handed-over tensors
+once no later segment reads them. So the peak is one image plus the largest segment plus what the
+visitor holds (:func:`~vacc_deploy.quant.calibrate` holds one segment's tensors while the next one
+runs: two segments), whatever the model's size or the number of images. The sessions share one
+process-wide ORT arena (``session.use_env_allocators``, extend strategy "same as requested"), so
+memory freed by one segment is reused by the next instead of page-faulted in again every run; it
+stays reserved by the process after calibration.
 
-Measured (30 fp32 tensors of 16 MB, 1x1 convs at 256x256): peak RSS 717 MB with one group (480 MB of
-outputs), 412 MB with a 95 MB budget (6 groups), the same for 4 or 12 images; plain inference of that
-model peaks at 162 MB. Outputs are fetched as OrtValues and copied to numpy one at a time. Sessions run
-with graph optimizations off, like ORT's calibrators (bit-identical activations; layout-optimized
-graphs also kept more buffers alive), which can make big convolutions slower.
+Graph optimizations: ``ORT_ENABLE_EXTENDED``. Measured with every calibrated tensor a graph output
+(ORT 1.32): BASIC and EXTENDED give tensors bit-identical to ORT_DISABLE_ALL (what ORT's
+calibrators use; tests/quant/test_vs_ort.py checks ours against them) on lesrcnn_x2 (128x128; both)
+and bicubic_pp_x3 (1080x1920; EXTENDED); ENABLE_ALL does not (its NCHWc convolutions differ by up
+to 7e-6 on lesrcnn_x2). On lesrcnn_x2 EXTENDED with a shared arena ran within 6 % of the plain
+ENABLE_ALL inference session and faster than ENABLE_ALL with the tensors exposed (each needs a
+layout reorder); on two 256-channel 3x3 convs at 128x128 (full EDSR's layers) EXTENDED was about
+7 % slower than ENABLE_ALL.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import onnx
 from onnx import TensorProto
 
 from vacc_deploy.errors import BuildError, UsageError
+from vacc_deploy.quant.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: quant.analyze)
+from vacc_deploy.quant.stats import HistogramKind, derivable
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +61,10 @@ INT8_OP_SETS: dict[str, tuple[str, ...]] = {
     "all": DEFAULT_OP_TYPES,
 }
 
-DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000
+DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # quant.analyze's runs (grouped by plan_groups)
+
+#: the fp32 bytes one calibration segment may hold (inputs, outputs, largest internal tensor)
+DEFAULT_SEGMENT_BYTES = 384_000_000
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16}
 
@@ -60,7 +75,7 @@ Visitor = Callable[[str, np.ndarray], None]
 class CalibrationSource(Protocol):
     """Calibration images: ``len()`` and re-iterable, each item one (1, C, H, W) float32 array.
 
-    Iterating must start afresh every time (statistics take up to two passes per tensor group).
+    Iterating must start afresh every time (:func:`~vacc_deploy.quant.calibrate` iterates once).
     """
 
     def __len__(self) -> int: ...
@@ -135,6 +150,19 @@ def select_tensors(model: onnx.ModelProto, op_types: Sequence[str] | None) -> li
     return list(names)
 
 
+def derived_tensors(model: onnx.ModelProto, names: Sequence[str], kind: HistogramKind | None) -> dict[str, tuple[str, str]]:
+    """Tensors of ``names`` whose statistics follow from another tensor of ``names`` (the output of a
+    permutation, or of a Relu for signed histograms; see :meth:`TensorStats.derived`): name ->
+    (source, op type). They need not be scanned."""
+    wanted = set(names)
+    out: dict[str, tuple[str, str]] = {}
+    for node in model.graph.node:
+        if (len(node.output) == 1 and node.output[0] in wanted and node.input and node.input[0] in wanted
+                and derivable(node.op_type, kind)):
+            out[node.output[0]] = (node.input[0], node.op_type)
+    return out
+
+
 def tensor_nbytes(model: onnx.ModelProto, name: str) -> int | None:
     """fp32 size in bytes of tensor ``name`` from its inferred shape, None when not static."""
     vi = _value_infos(model).get(name)
@@ -148,43 +176,6 @@ def tensor_nbytes(model: onnx.ModelProto, name: str) -> int | None:
     return 4 * count
 
 
-def plan_groups(sizes: dict[str, int | None], max_bytes: int) -> list[list[str]]:
-    """Split tensor names (in order) into groups whose summed size is at most ``max_bytes``.
-
-    A tensor of unknown size (None) or larger than the budget gets a group of its own.
-    """
-    groups: list[list[str]] = []
-    current: list[str] = []
-    used = 0
-    for name, size in sizes.items():
-        if size is None or size > max_bytes:
-            if size is None:
-                log.warning("size of %s unknown: calibrating it in a run of its own", name)
-            groups.append([name])
-            continue
-        if current and used + size > max_bytes:
-            groups.append(current)
-            current, used = [], 0
-        current.append(name)
-        used += size
-    if current:
-        groups.append(current)
-    return groups
-
-
-def augment_model(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
-    """Copy of ``model`` whose graph outputs are exactly ``names`` (unused nodes stay; ORT prunes)."""
-    infos = _value_infos(model)
-    aug = onnx.ModelProto()
-    aug.CopyFrom(model)
-    del aug.graph.output[:]
-    for name in names:
-        vi = onnx.ValueInfoProto()
-        vi.CopyFrom(infos[name])
-        aug.graph.output.append(vi)
-    return aug
-
-
 def model_input_name(model: onnx.ModelProto) -> str:
     """The single non-initializer graph input (SR models take one image); BuildError otherwise."""
     inits = {init.name for init in model.graph.initializer}
@@ -194,20 +185,40 @@ def model_input_name(model: onnx.ModelProto) -> str:
     return inputs[0]
 
 
+_ENV_ARENA: list[bool] = []
+
+
+def _session_options():  # -> onnxruntime.SessionOptions
+    """ORT_ENABLE_EXTENDED (values bit-identical to no optimization, see module docstring), no
+    spinning threads, and the process-wide arena shared by every segment's session."""
+    import onnxruntime as ort
+
+    if not _ENV_ARENA:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        try:  # arena_extend_strategy 1 (kSameAsRequested): no power-of-two overshoot
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+            _ENV_ARENA.append(True)
+        except Exception as exc:  # registered already by someone else, or unsupported
+            log.debug("shared ORT arena not registered: %s", exc)
+            _ENV_ARENA.append(False)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if _ENV_ARENA[0]:
+        opts.add_session_config_entry("session.use_env_allocators", "1")
+    else:
+        opts.enable_cpu_mem_arena = False
+    return opts
+
+
 def _session(model: onnx.ModelProto):  # -> onnxruntime.InferenceSession
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.enable_cpu_mem_arena = False  # give activation buffers back between runs
-    opts.log_severity_level = 3
-    # as ORT's calibrators do; also keeps fewer buffers alive than layout-optimized graphs
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        return ort.InferenceSession(
-            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(model.SerializeToString(), _session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise BuildError(f"onnxruntime cannot load the calibration model: {exc}") from exc
+        raise BuildError(f"onnxruntime cannot load a calibration segment: {exc}") from exc
 
 
 def _checked(image: np.ndarray, index: int) -> np.ndarray:
@@ -217,35 +228,59 @@ def _checked(image: np.ndarray, index: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def stream_group(
-    model: onnx.ModelProto,
+@dataclass
+class Chain:
+    """The model as consecutive segments, each with its ORT session; ``input_name``: the model's input."""
+
+    input_name: str
+    segments: list[tuple[Segment, Any]]
+
+
+def open_chain(model: onnx.ModelProto, names: Sequence[str], max_bytes: int = DEFAULT_SEGMENT_BYTES) -> Chain:
+    """Plan the segments of ``model`` (shape-inferred) for tensors ``names`` under ``max_bytes`` and
+    open one ORT session per segment that returns something. The chain does not keep ``model``."""
+    import onnx.utils
+
+    input_name = model_input_name(model)
+    sizes = {n: tensor_nbytes(model, n) for n in _value_infos(model)}
+    planned = plan_segments(model, sizes, [n for n in names if n != input_name], max_bytes)
+    extractor = onnx.utils.Extractor(model)
+    return Chain(input_name, [(seg, _session(segment_model(extractor, seg))) for seg in planned if seg.outputs])
+
+
+def stream_chain(
+    chain: Chain,
     names: Sequence[str],
     source: CalibrationSource,
     visit: Visitor,
     tick: Callable[[], None] = lambda: None,
+    before_visits: Callable[[], None] = lambda: None,
 ) -> int:
-    """Run the model once per image of ``source``, calling ``visit(name, array)`` for every tensor
-    of ``names``; the arrays are dropped once visited. Returns the number of images seen.
+    """Run each image of ``source`` once through ``chain``, calling ``visit(name, array)`` for every
+    tensor of ``names`` as its segment returns it (``before_visits()`` first); we drop a tensor once
+    visited (the visitor may hold it longer), a handed-over tensor once no later segment reads it.
+    Returns the number of images.
     """
     from onnxruntime import OrtValue
 
-    input_name = model_input_name(model)
-    run_names = [n for n in names if n != input_name]
-    sess = _session(augment_model(model, run_names)) if run_names else None
     count = 0
     for index, image in enumerate(source):
         feed = _checked(image, index)
-        if input_name in names:
-            visit(input_name, feed)
-        if sess is not None:
-            try:  # OrtValues: each is copied to numpy only while it is visited, then released
-                fed = {input_name: OrtValue.ortvalue_from_numpy(feed)}
-                outputs = list(sess.run_with_ort_values(run_names, fed))
+        if chain.input_name in names:
+            visit(chain.input_name, feed)
+        values = {chain.input_name: OrtValue.ortvalue_from_numpy(feed)}
+        for seg, sess in chain.segments:
+            try:
+                outputs = sess.run_with_ort_values(list(seg.outputs), {n: values[n] for n in seg.inputs})
             except Exception as exc:
                 raise BuildError(f"onnxruntime failed on calibration image {index}: {exc}") from exc
-            for i, name in enumerate(run_names):
-                visit(name, outputs[i].numpy())
-                outputs[i] = None
+            values.update(zip(seg.outputs, outputs))
+            del outputs
+            before_visits()
+            for name in seg.calibrated:
+                visit(name, values[name].numpy())  # a view: no copy
+            for name in seg.release:
+                values.pop(name, None)
         count += 1
         tick()
     return count

@@ -1,7 +1,8 @@
 """Calibration methods: each turns one tensor's :class:`TensorStats` into a (min, max) range.
 
 Semantics follow ONNX Runtime 1.31's calibrators (``onnxruntime/quantization/calibrate.py``) so the
-ranges equal what ``quantize_static`` would compute on the same data, without its memory cost:
+ranges equal what ``quantize_static`` would compute from the same histograms, without its memory
+cost (the one-pass histograms are within the bound stated in :mod:`~vacc_deploy.quant.stats`):
 
 * ``max``: the observed [min, max] (ORT ``MinMaxCalibrater``, ``symmetric=False``).
 * ``percentile``: ORT ``PercentileCalibrater`` with its default ``symmetric=True``: a histogram of
@@ -44,7 +45,7 @@ def _clip(lo: float, hi: float, stats: TensorStats) -> Range:
 
 
 class MaxCalibration:
-    """Observed [min, max]; needs pass 1 only."""
+    """Observed [min, max]; needs no histogram."""
 
     hist_kind: ClassVar[HistogramKind | None] = None
 
@@ -147,17 +148,27 @@ class KLCalibration:
         if not self.ort_compat:
             hist = hist.copy()
             hist[hist.size // 2] = 0  # the bin [0, w): exact zeros cost nothing in uint8
-        num_bins = hist.size
-        zero = num_bins // 2
-        half_q = self.num_quantized_bins // 2
-        best, best_div = (float(edges[0]), float(edges[-1])), float("inf")
-        first = True
-        for i in range(half_q, zero + 1):
-            start, end = zero - i, min(zero + i + 1, num_bins)
-            div = _window_divergence(hist, start, end, self.num_quantized_bins)
-            if first or div < best_div:  # argmin keeps the first minimum
-                best, best_div, first = (edges[start], edges[end]), div, False
-        return _clip(best[0], best[1], stats)
+        divs = self.divergences(hist)
+        zero, half_q = hist.size // 2, self.num_quantized_bins // 2
+        if divs.size == 0:
+            return _clip(float(edges[0]), float(edges[-1]), stats)
+        i = half_q + int(np.argmin(divs))  # argmin keeps the first minimum
+        return _clip(edges[zero - i], edges[min(zero + i + 1, hist.size)], stats)
+
+    def divergences(self, hist: np.ndarray) -> np.ndarray:
+        """KL divergence of each candidate window ``i = num_quantized_bins/2 .. num_bins/2``.
+
+        ``ort_compat``: ORT's float32 arithmetic, window by window in numpy (slow, bit-exact);
+        otherwise one compiled loop in float64 (the same quantities; argmin differs only where two
+        windows tie to float32 rounding).
+        """
+        zero, half_q = hist.size // 2, self.num_quantized_bins // 2
+        if not self.ort_compat:
+            from vacc_deploy.quant._kernels import kl_divergences
+
+            return kl_divergences(np.asarray(hist, np.int64), self.num_quantized_bins, 1e-4)
+        return np.array([_window_divergence(hist, zero - i, min(zero + i + 1, hist.size), self.num_quantized_bins)
+                         for i in range(half_q, zero + 1)])
 
 
 def _quant_error(centers: np.ndarray, weights: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -1,97 +1,150 @@
-"""Streaming per-tensor activation statistics, updated one image at a time.
+"""Streaming per-tensor activation statistics, one pass over the calibration images.
 
-Two passes over the calibration data:
+:meth:`TensorStats.update` folds one image's activation into the running min / max and, when a
+histogram is wanted, into a :class:`~vacc_deploy.quant.histogram.WideningHistogram` of
+``16 * num_bins`` bins that widens its range as new values arrive (no range pass first).
+:meth:`TensorStats.finish` then gives the histogram ONNX Runtime's ``HistogramCollector`` builds
+when it holds every activation at once, over the same range:
 
-* pass 1 (:class:`TensorStats.update_range`): running min / max (and min / max of ``|x|`` when an
-  absolute histogram is wanted), NaNs ignored;
-* pass 2 (:class:`TensorStats.update_histogram`): a histogram over a range fixed by pass 1.
-
-The histograms reproduce exactly what ONNX Runtime's ``HistogramCollector`` builds when it is given
-all activations at once (which is what ORT's calibrators do after keeping every activation of every
-image in memory):
-
-* ``signed`` (ORT ``collect_value``, used by the entropy calibrator and by the percentile calibrator
-  when ``symmetric=False``): ``num_bins`` bins over ``[-T, T]`` with ``T = max(|min|, |max|)``;
-* ``abs`` (ORT ``collect_absolute_value``, the percentile calibrator's default ``symmetric=True``):
+* ``signed`` (ORT ``collect_value``; the entropy calibrator, and the percentile calibrator when
+  ``symmetric=False``): ``num_bins`` bins over ``[-T, T]`` with ``T = max(|min|, |max|)``;
+* ``abs`` (ORT ``collect_absolute_value``; the percentile calibrator's default ``symmetric=True``):
   ``num_bins`` bins of ``|x|`` over ``[min|x|, max|x|]``.
 
-``np.histogram`` assigns each element to a bin independently of the others, so summing per-image
-histograms over the same edges equals the histogram of the concatenation. Memory per tensor is
-``num_bins`` counters, whatever the number of images.
+How far this is from two passes (range, then a fixed-range histogram, as before RANGES_FORMAT 4):
+min / max are exact, so ``max`` is bit-identical; the edges are identical; the cumulative count at
+each edge is exact or off by less than the count of the one fine bin (at most 1/8 of a final bin)
+straddling it. A percentile threshold therefore moves by at most one final bin (``T / 1024`` at
+2048 bins) and only when the percentile falls inside that uncertainty; the KL / MSE searches see
+the same near-identical histogram. tests/quant/test_stats.py checks these bounds.
+
+Derived tensors (:meth:`TensorStats.derived`): the output of a permutation (DepthToSpace, Reshape,
+...) has its input's statistics, and a Relu's output (signed histograms) follows exactly from its
+input's fine histogram, so neither is scanned. A derived Relu keeps its input's fine bins: they
+are ``(max - min) / (16 * max)`` of its own final bins wide (at most 1/8 when ``min >= -max``), and
+the bound above holds with that width.
+
+NaN and +-inf are ignored. Memory per tensor: ``16 * num_bins`` int64 counters (256 KB at 2048).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from vacc_deploy.quant.histogram import WideningHistogram
+
 HistogramKind = Literal["signed", "abs"]
+
+#: fine bins per final histogram bin
+FINE_FACTOR = 16
+
+#: ops whose output holds exactly the values of their (first) input, rearranged
+PERMUTATIONS = frozenset({"DepthToSpace", "SpaceToDepth", "Reshape", "Transpose", "Flatten", "Squeeze",
+                          "Unsqueeze", "Identity"})
+
+
+def derivable(op: str, kind: HistogramKind | None) -> bool:
+    """Whether :meth:`TensorStats.derived` can give the statistics of ``op``'s output."""
+    return op in PERMUTATIONS or (op == "Relu" and kind != "abs")
+
+
+def _finite_extremes(flat: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of the finite values of ``flat``, None when there is none."""
+    lo, hi = float(flat.min()), float(flat.max())
+    if math.isfinite(lo) and math.isfinite(hi):
+        return lo, hi
+    finite = flat[np.isfinite(flat)]
+    return (float(finite.min()), float(finite.max())) if finite.size else None
 
 
 @dataclass
 class TensorStats:
-    """Statistics of one tensor over all calibration images (see module docstring)."""
+    """Statistics of one tensor over all calibration images (see module docstring).
 
-    track_abs: bool = False
+    ``min`` / ``max`` are float32 scalars (None before any finite value); after :meth:`finish`,
+    ``hist`` (int64, ``num_bins``) and ``edges`` (float32, ``num_bins + 1``) hold the histogram.
+    """
+
+    hist_kind: HistogramKind | None = None
+    num_bins: int = 2048
     count: int = 0
     min: np.float32 | None = None
     max: np.float32 | None = None
-    abs_min: np.float32 | None = None
-    abs_max: np.float32 | None = None
-    hist_kind: HistogramKind | None = None
     hist: np.ndarray | None = None
     edges: np.ndarray | None = None
-    _range: tuple[np.float32, np.float32] | None = field(default=None, repr=False)
+    _fine: WideningHistogram | None = field(default=None, repr=False)
 
-    def update_range(self, arr: np.ndarray) -> None:
-        """Pass 1: fold ``arr`` (any shape, float) into the running min/max."""
+    def __post_init__(self) -> None:
+        if self.hist_kind is not None:
+            self._fine = WideningHistogram(FINE_FACTOR * self.num_bins, absolute=self.hist_kind == "abs")
+
+    @property
+    def abs_min(self) -> np.float32 | None:
+        """Least ``|x|`` seen (exact for an ``abs`` histogram, else 0 when the values straddle zero)."""
+        if self.min is None or self.max is None:
+            return None
+        if self.hist_kind == "abs" and self._fine is not None and math.isfinite(self._fine.least):
+            return np.float32(self._fine.least)
+        return np.float32(0) if self.min <= 0 <= self.max else np.float32(min(abs(self.min), abs(self.max)))
+
+    @property
+    def abs_max(self) -> np.float32 | None:
+        """Largest ``|x|`` seen."""
+        return None if self.min is None else np.float32(max(abs(self.min), abs(self.max)))
+
+    def update(self, arr: np.ndarray) -> None:
+        """Fold ``arr`` (any shape, float) into the statistics; ``arr`` is not kept."""
         flat = np.asarray(arr, dtype=np.float32).ravel()
         self.count += flat.size
         if flat.size == 0:
             return
-        lo, hi = np.float32(np.nanmin(flat)), np.float32(np.nanmax(flat))
+        ext = _finite_extremes(flat)
+        if ext is None:
+            return
+        lo, hi = np.float32(ext[0]), np.float32(ext[1])
+        if self._fine is not None and self.hist_kind == "abs":
+            a, b = abs(ext[0]), abs(ext[1])
+            self._fine.add(flat, 0.0 if ext[0] <= 0 <= ext[1] else min(a, b), max(a, b))
+        elif self._fine is not None:
+            self._fine.add(flat, ext[0], ext[1])
         self.min = lo if self.min is None else min(self.min, lo)
         self.max = hi if self.max is None else max(self.max, hi)
-        if self.track_abs:
-            mags = np.abs(flat)
-            alo, ahi = np.float32(np.nanmin(mags)), np.float32(np.nanmax(mags))
-            self.abs_min = alo if self.abs_min is None else min(self.abs_min, alo)
-            self.abs_max = ahi if self.abs_max is None else max(self.abs_max, ahi)
 
-    def start_histogram(self, kind: HistogramKind, num_bins: int) -> None:
-        """Fix the histogram's range from pass 1's extremes; call before :meth:`update_histogram`."""
+    def derived(self, op: str) -> "TensorStats":
+        """Statistics of ``op(x)`` from those of ``x`` (this object), without seeing ``op(x)``:
+        an op of :data:`PERMUTATIONS` moves values without changing them (the same object is
+        returned); ``Relu`` maps negatives to 0 (signed or no histogram: negative bins move into
+        the bin holding 0, exact on the same grid). ValueError for anything else."""
+        if op in PERMUTATIONS:
+            return self
+        if op != "Relu" or self.hist_kind == "abs":
+            raise ValueError(f"cannot derive the statistics of {op} from its input's ({self.hist_kind})")
+        out = TensorStats(self.hist_kind, self.num_bins, self.count)
+        if self.min is not None:
+            out.min, out.max = max(self.min, np.float32(0)), max(self.max, np.float32(0))
+        if self._fine is not None:
+            out._fine = self._fine.relu()
+        return out
+
+    def finish(self) -> None:
+        """Fill ``hist`` / ``edges`` over ORT's range for this kind (a no-op without histogram)."""
+        if self.hist_kind is None or self._fine is None:
+            return
         if self.min is None:
-            self.min = self.max = self.abs_min = self.abs_max = np.float32(0)
-        if kind == "signed":
+            self.min = self.max = np.float32(0)
+        if self.hist_kind == "signed":
             t = np.float32(max(abs(self.min), abs(self.max)))
-            self._range = (-t, t)
+            rng = (-t, t)
         else:
-            if self.abs_min is None or self.abs_max is None:
-                raise ValueError("an abs histogram needs TensorStats(track_abs=True) in pass 1")
-            self._range = (self.abs_min, self.abs_max)
-        self.hist_kind = kind
-        self.hist = np.zeros(num_bins, dtype=np.int64)
-        self.edges = None
-
-    def update_histogram(self, arr: np.ndarray) -> None:
-        """Pass 2: add ``arr``'s values (or magnitudes) to the fixed-range histogram."""
-        if self.hist is None or self._range is None:
-            raise ValueError("start_histogram() must be called before update_histogram()")
-        flat = np.asarray(arr, dtype=np.float32).ravel()
-        if self.hist_kind == "abs":
-            flat = np.abs(flat)
-        counts, edges = np.histogram(flat, bins=self.hist.size, range=self._range)
-        self.hist += counts
-        if self.edges is None:
-            self.edges = edges.astype(np.float32)
-
-    def finish_histogram(self) -> None:
-        """Fill the edges when pass 2 saw no data (empty source guarded elsewhere)."""
-        if self.edges is None and self.hist is not None and self._range is not None:
-            _, edges = np.histogram(np.zeros(0, np.float32), bins=self.hist.size, range=self._range)
-            self.edges = edges.astype(np.float32)
+            rng = (self.abs_min, self.abs_max)
+        # np.histogram's own edges (float32 linspace; an empty range widened by 0.5 each side)
+        _, edges = np.histogram(np.zeros(0, np.float32), bins=self.num_bins, range=rng)
+        self.edges = edges.astype(np.float32)
+        self.hist = self._fine.rebin(self.edges)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary (no histogram counts)."""

@@ -1,0 +1,155 @@
+"""A histogram that widens its range as values arrive, for one-pass calibration.
+
+Grid: bin ``k`` holds ``[k * w, (k + 1) * w)`` with ``w = 2**e``, anchored at zero; at most
+``bins`` consecutive bins are kept, from ``k0``. When new values fall outside the kept window, the
+window moves and, if the values no longer fit in ``bins`` bins, ``e`` grows: bins ``2m`` and
+``2m + 1`` merge into bin ``m`` of the wider grid, exactly (they nest). ``e`` is the smallest that
+holds every value seen so far, so the kept bins are at most about ``2 * span / bins`` wide.
+
+:meth:`WideningHistogram.rebin` then turns the counts into a histogram over any edges covering the
+data (ONNX Runtime's ``[-T, T]`` or ``[min|x|, max|x|]``, fixed only once every image was seen):
+the cumulative count at an edge is exact where the edge is a grid edge or falls in an empty grid
+bin, and otherwise interpolated linearly inside the one grid bin that straddles it (off by less
+than that bin's count). With ``bins = 16 * num_bins`` a grid bin is at most 1/8 of a final bin.
+
+Counting runs in a compiled, multi-threaded loop (numba); NaN and +-inf are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+
+#: arrays at least this long are counted in parallel chunks (the loops release the GIL)
+PARALLEL_MIN = 1 << 17
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="vacc-hist")
+
+
+def _run(flat: np.ndarray, nbins: int, absolute: bool, inv_w: float, k0: float) -> tuple[np.ndarray, float]:
+    """:func:`_kernels.count` over ``flat`` in parallel chunks: the summed counts, the least value."""
+    from vacc_deploy.quant._kernels import count
+
+    parts = max(1, min(os.cpu_count() or 1, flat.size // PARALLEL_MIN))
+    chunks = np.array_split(flat, parts)
+    outs = [np.zeros(nbins, np.int64) for _ in chunks]
+    if parts == 1:
+        least = [count(chunks[0], absolute, inv_w, k0, outs[0])]
+    else:
+        futures = [_pool().submit(count, c, absolute, inv_w, k0, o) for c, o in zip(chunks, outs)]
+        least = [f.result() for f in futures]
+    return (outs[0] if parts == 1 else np.sum(outs, axis=0)), float(min(least))
+
+
+def _fits(lo: float, hi: float, e: int, bins: int) -> bool:
+    return math.floor(math.ldexp(hi, -e)) - math.floor(math.ldexp(lo, -e)) < bins
+
+
+class WideningHistogram:
+    """Counts of values (or magnitudes) on a power-of-two grid that widens as needed (see module)."""
+
+    def __init__(self, bins: int, absolute: bool = False) -> None:
+        if bins < 2:
+            raise ValueError("a widening histogram needs at least 2 bins")
+        self.bins = bins
+        self.absolute = absolute
+        self.counts = np.zeros(bins, np.int64)
+        self.e: int | None = None
+        self.k0 = 0
+        self.lo = math.inf  # bounds the window must cover (the callers' extremes)
+        self.hi = -math.inf
+        self.least = math.inf  # least value counted (min |x| for ``absolute``)
+
+    def _first_exponent(self, lo: float, hi: float) -> int:
+        span = hi - lo
+        big = max(abs(lo), abs(hi))
+        # grid indices stay below 2**41 (float32 has 24 bits: any non-zero span is wider than this)
+        e = math.frexp(big)[1] - 40 if big > 0 else 0
+        if span > 0:
+            e = max(e, math.frexp(span / self.bins)[1] - 1)
+        while not _fits(lo, hi, e, self.bins):
+            e += 1
+        return e
+
+    def _regrid(self, e: int, k0: int) -> None:
+        """Move the counts to grid exponent ``e`` (>= the current) and window start ``k0``."""
+        occupied = np.flatnonzero(self.counts)
+        new = np.zeros(self.bins, np.int64)
+        if occupied.size:
+            idx = ((self.k0 + occupied) >> (e - self.e)) - k0
+            np.add.at(new, idx, self.counts[occupied])
+        self.counts, self.e, self.k0 = new, e, k0
+
+    def _window_for(self, lo: float, hi: float) -> None:
+        """Grow / move the window so that it holds [lo, hi] (which covers everything counted)."""
+        if self.e is None:
+            self.e = self._first_exponent(lo, hi)
+            self.k0 = math.floor(math.ldexp(lo, -self.e))
+            return
+        e = self.e
+        while not _fits(lo, hi, e, self.bins):
+            e += 1
+        k0 = math.floor(math.ldexp(lo, -e))
+        if e != self.e or k0 < self.k0 or math.floor(math.ldexp(hi, -e)) >= self.k0 + self.bins:
+            self._regrid(e, k0)
+
+    def add(self, flat: np.ndarray, lo: float, hi: float) -> None:
+        """Count ``flat`` (1-D float32; its magnitudes when ``absolute``), whose finite counted values
+        lie in ``[lo, hi]`` (the caller's extremes: of the values, or bounds of the magnitudes),
+        widening the window first when needed."""
+        new_lo, new_hi = min(self.lo, lo), max(self.hi, hi)
+        if self.e is None or new_lo < self.lo or new_hi > self.hi:
+            self._window_for(new_lo, new_hi)
+        self.lo, self.hi = new_lo, new_hi
+        counts, least = _run(flat, self.bins, self.absolute, math.ldexp(1.0, -self.e), float(self.k0))
+        self.counts += counts
+        self.least = min(self.least, least)
+
+    def relu(self) -> "WideningHistogram":
+        """The histogram of ``max(x, 0)`` for the values counted here (signed only): negative bins
+        move into the bin holding 0, on the same grid (exact)."""
+        if self.absolute:
+            raise ValueError("relu() needs a signed histogram")
+        out = WideningHistogram(self.bins)
+        out.counts, out.e, out.k0 = self.counts.copy(), self.e, self.k0
+        out.lo, out.hi = max(self.lo, 0.0), max(self.hi, 0.0)
+        out.least = max(self.least, 0.0)
+        if self.e is None or self.k0 >= 0:
+            return out
+        if self.k0 + self.bins <= 0:  # all negative: all zeros
+            out.counts, out.k0 = np.zeros(self.bins, np.int64), 0
+            out.counts[0] = self.counts.sum()
+            return out
+        zero = -self.k0
+        out.counts[zero] += out.counts[:zero].sum()
+        out.counts[:zero] = 0
+        return out
+
+    def rebin(self, edges: np.ndarray) -> np.ndarray:
+        """Counts over ``edges`` (increasing, covering the counted values) as ``np.histogram`` would bin the
+        values (last bin closed); see the module docstring for where this is exact."""
+        total = int(self.counts.sum())
+        cum = np.zeros(len(edges), np.float64)
+        if total and self.e is not None:
+            w = math.ldexp(1.0, self.e)
+            first = math.floor(self.least / w) - self.k0
+            last = math.floor(self.hi / w) - self.k0
+            grid = (self.k0 + np.arange(first, last + 2, dtype=np.float64)) * w
+            grid[0] = self.least  # nothing is below the least value
+            grid[-1] = max(self.hi, np.nextafter(grid[-2], np.inf))
+            counted = np.concatenate([[0.0], np.cumsum(self.counts[first:last + 1], dtype=np.float64)])
+            if self.least >= self.hi:
+                cum = np.where(np.asarray(edges, np.float64) > self.least, float(total), 0.0)
+            else:
+                cum = np.interp(np.asarray(edges, np.float64), grid, counted)
+            cum[0], cum[-1] = 0.0, float(total)
+        return np.diff(np.rint(cum)).astype(np.int64)
