@@ -4,6 +4,8 @@ the vamc build files (compiled when vamc is installed) for the VACC accelerator.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shutil
 import sys
 
 from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
@@ -17,8 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_onnx(config, built) -> None:
+    from vacc_deploy.build import precision_label
+
     state = "reused (inputs unchanged)" if built.cached else "built"
-    print(f"{config.name} {built.precision}{' ' + built.quant if built.quant else ''} (onnxruntime): {state}")
+    label = precision_label(built.precision, built.numerics)
+    print(f"{config.name} {label}{' ' + built.quant if built.quant else ''} (onnxruntime): {state}")
     print(f"  model    {built.model_path}")
     m = built.manifest
     if "calibration" in m:
@@ -27,8 +32,14 @@ def _print_onnx(config, built) -> None:
               f"({c['n_skipped_images']} unreadable images skipped)")
         print(f"  float    {', '.join(m['float_layers']) or 'none'} (Conv indices {m['float_layer_indices']})")
         print(f"  weights  {'per-channel' if m['settings']['per_channel'] else 'per-tensor'}, "
-              f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}")
-        print(f"  int8 ops {m['settings'].get('int8_ops', 'compute')}")
+              f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}"
+              + (f", weight_scale {m['settings']['weight_scale']}" if "weight_scale" in m["settings"] else ""))
+        if "vacc_numerics" in m:
+            v = m["vacc_numerics"]
+            print(f"  int8     TVM rules (emulated): {v['int8_activations']} int8 activation tensors, "
+                  f"{v['int8_weights']} int8 weight/bias tensors; float ops: {', '.join(v['float_op_types']) or 'none'}")
+        else:
+            print(f"  int8 ops {m['settings'].get('int8_ops', 'compute')}")
     if m.get("timings"):
         print("  timings  " + ", ".join(f"{k} {v:.1f}s" for k, v in m["timings"].items()))
 
@@ -79,6 +90,16 @@ def run(args: argparse.Namespace) -> int:
         result, path, _ = search_stage(config, req, args.workdir)
         print_search(result, path)
         req = chosen_request(req, result)
+    if args.backend == "vacc" and req.build.precision == "int8" and shutil.which("vamc") is None:
+        # No compiler here: write the vamc files, then build what the card would compute, emulated.
+        _, vb = vacc_stage(config, req, args.workdir, compile=False)
+        _print_vacc(config, vb)
+        print("backend vacc: vamc not found on PATH; built the int8 (vacc, emulated) model on ONNX Runtime "
+              "instead", file=sys.stderr)
+        _, built = build_onnx(config, dataclasses.replace(req, build=dataclasses.replace(req.build, numerics="vacc")),
+                              args.workdir)
+        _print_onnx(config, built)
+        return 0
     if args.backend == "vacc":
         _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
         _print_vacc(config, vb)

@@ -61,6 +61,15 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None
         parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
         parser.add_argument("--quant", default=None, metavar="METHOD",
                             help="int8 calibration: percentile, kl_divergence or max (default: the row's)")
+    if multi:
+        parser.add_argument("--numerics", default=None, metavar="LIST",
+                            help="int8 arithmetic, comma-separated: onnxruntime (default), vacc (the VACC card's, "
+                                 "emulated on ONNX Runtime; docs/vacc.md)")
+    else:
+        parser.add_argument("--numerics", choices=("onnxruntime", "vacc"), default=None,
+                            help="int8 arithmetic: onnxruntime (default) or vacc (the VACC card's, emulated)")
+    parser.add_argument("--weight-scale", dest="weight_scale", choices=("max", "power2"), default=None,
+                        help="vacc numerics / vamc YAML: TVM's weight scale rule (default power2, TVM's)")
     parser.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
                         help="per-channel int8 weights (default)")
     parser.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor int8 weights")
@@ -110,7 +119,10 @@ def request_from_args(args: argparse.Namespace):
     shape = parse_shape(args.shape) if args.shape else None
     skips = split_list(args.skip_layers)
     quant = getattr(args, "quant", None)
-    build = BuildOptions(precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
+    numerics = getattr(args, "numerics", None)
+    extra = {k: v for k, v in (("numerics", numerics), ("weight_scale", getattr(args, "weight_scale", None)))
+             if v and "," not in v}
+    build = BuildOptions(**extra, precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
                          per_channel=args.per_channel, skip_layers=skips, float_edges=args.float_edges,
                          percentile=args.percentile, int8_ops=getattr(args, "int8_ops", "compute"),
                          target_drop=getattr(args, "target_drop", None),

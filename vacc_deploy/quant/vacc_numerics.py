@@ -41,6 +41,8 @@ from vacc_deploy.errors import BuildError, UsageError
 
 WeightScale = Literal["max", "power2"]
 WEIGHT_SCALES: tuple[str, ...] = get_args(WeightScale)
+#: TVM's ``qconfig`` default (``quantize.py`` ``_node_defaults``), used when a build names none.
+DEFAULT_WEIGHT_SCALE: WeightScale = "power2"
 #: ``valid_range = 2 ** (nbit - sign)`` for 8-bit signed values (``_calibrate.py`` ``_set_params``).
 VALID_RANGE = 128.0
 #: Quantized values are clipped to ``[-(VALID_RANGE - 1), VALID_RANGE - 1]``.
