@@ -54,6 +54,13 @@ def _print_vacc(config, vb) -> None:
     print(f"  compiled {vb.deploy_dir}" if vb.compiled else f"  note     {compile_hint(vb.yaml_path)}")
 
 
+def _trial_build(t: dict) -> str:
+    """The int8 build of a search trial: ``vacc <weight_scale>`` (emulated) or ``<bits>-bit <ops>``."""
+    if t.get("numerics") == "vacc":
+        return f"vacc {t['weight_scale']}"
+    return f"{t['weight_bits']}-bit {t['int8_ops']}"
+
+
 def print_search(result: dict, path) -> None:
     """The ``--target-drop`` trials table and the choice."""
     print(f"{result['row']}: int8 search for a PSNR drop within {result['target_drop_db']} dB (validation "
@@ -66,13 +73,13 @@ def print_search(result: dict, path) -> None:
     print("-" * len(head))
     for t in result["trials"]:
         mark = "*" if t == result["chosen"] else " "
-        build = f"{t['weight_bits']}-bit {t['int8_ops']}"
+        build = _trial_build(t)
         print(f"{t['quant']:<14} {'per-channel' if t['per_channel'] else 'per-tensor':<11} {build:<13} "
               f"{len(t['float_layers']):>5} "
               f"{t['drop_db']:>+7.3f} {t['ms']:>8.1f} {t['speedup']:>6.2f}{mark} {t['float_layer_indices']}")
     verdict = "met" if result["met"] else "NOT met (best candidate kept)"
     c = result["chosen"]
-    print(f"target {verdict}: chosen * = {c['quant']}, {c['weight_bits']}-bit weights, {c['int8_ops']} ops, "
+    print(f"target {verdict}: chosen * = {c['quant']}, {_trial_build(c)}, "
           f"{c['drop_db']:+.3f} dB, {c['speedup']:.2f}x fp32, "
           f"float layers {result['chosen']['float_layer_indices']}; search {path}")
 
