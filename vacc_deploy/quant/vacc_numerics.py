@@ -260,6 +260,13 @@ def emulate(model: onnx.ModelProto, thresholds: Mapping[str, float], *, weight_s
                 e.kind[o] = kind
         if kind is None and node.op_type != "Conv":
             float_ops.add(node.op_type)
+    summary = {**e.counts, "float_convs": [n for n in tvm_conv_order(model) if n in float_convs],
+               "float_op_types": sorted(float_ops)}
+    return _assemble(model, e), summary
+
+
+def _assemble(model: onnx.ModelProto, e: _Emitter) -> onnx.ModelProto:
+    """``model`` with the emitter's nodes, its new initializers and the old ones still read."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
@@ -269,9 +276,7 @@ def emulate(model: onnx.ModelProto, thresholds: Mapping[str, float], *, weight_s
     del out.graph.initializer[:]
     out.graph.initializer.extend(kept)
     out.metadata_props.add(key="vacc_deploy.numerics", value="vacc")
-    summary = {**e.counts, "float_convs": [n for n in tvm_conv_order(model) if n in float_convs],
-               "float_op_types": sorted(float_ops)}
-    return out, summary
+    return out
 
 
 def symmetric_thresholds(ranges: Mapping[str, tuple[float, float]]) -> dict[str, float]:
