@@ -21,8 +21,9 @@ The result (every trial, the choice, whether the target was met) is cached as JS
 
 With the ``vacc`` numerics (``--numerics vacc``, or ``--backend vacc``, whose trials are then the
 emulated builds) the search covers only what the vamc YAML can express: step 1 also tries both
-``weight_scale`` rules, step 2 grows ``skip_conv_layers`` (ranked on the emulated build), and step 3
-is skipped (op types and 7-bit weights are ONNX Runtime options).
+``weight_scale`` rules, step 2 grows ``skip_conv_layers`` (the convs ranked by the analysis of the
+onnxruntime build of the same method and weights: the analysis reads ONNX Runtime's QDQ layout),
+and step 3 is skipped (op types and 7-bit weights are ONNX Runtime options).
 """
 
 from __future__ import annotations
@@ -184,7 +185,10 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
     if not best["meets"]:
         best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
                                         weight_scale=best["weight_scale"])
-        analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=best_opts), workdir,
+        # The layer analysis reads ONNX Runtime's QDQ layout: a vacc search ranks its convs on the
+        # onnxruntime build of the same method and weights (an approximation, docs/vacc.md).
+        ranked = dataclasses.replace(best_opts, numerics="onnxruntime")
+        analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=ranked), workdir,
                                         images=ANALYSIS_IMAGES, progress=False)
         ranking = [r["layer"] for r in ranked_layers(analysis)]
 
@@ -236,10 +240,12 @@ def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
 
 
 def _searchable(req: ModelRequest) -> ModelRequest:
-    """A ``--backend vacc`` request is searched on its emulation: ONNX Runtime, vacc numerics."""
-    if req.backend != "vacc":
-        return req
-    return dataclasses.replace(req, backend="onnxruntime", build=dataclasses.replace(req.build, numerics="vacc"))
+    """The request whose trials the search runs: a ``--backend vacc`` one on its emulation (ONNX
+    Runtime, vacc numerics), an ``auto`` one on ONNX Runtime (its fallback; there is no ``auto``
+    session)."""
+    if req.backend == "vacc":
+        return dataclasses.replace(req, backend="onnxruntime", build=dataclasses.replace(req.build, numerics="vacc"))
+    return dataclasses.replace(req, backend="onnxruntime") if req.backend == "auto" else req
 
 
 def _options_key(b: BuildOptions) -> dict[str, Any]:
@@ -249,6 +255,8 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
                                                   weight_scale=BuildOptions.weight_scale))
     if b.numerics != "vacc":
         del opts["numerics"], opts["weight_scale"]
+    else:
+        opts["vacc_search"] = 2  # 2: convs ranked on the onnxruntime analysis
     return opts
 
 
