@@ -141,6 +141,7 @@ def test_vacc_target_drop_searches_only_vamc_settings_and_writes_them_to_the_yam
         (m, pc, ws) for m in ("percentile", "kl_divergence") for pc in (True, False) for ws in ("max", "power2")}
     assert all(len(t["float_layers"]) <= 2 for t in trials)
     assert any(t.get("k") for t in trials) and search["ranking"]  # skip_conv_layers were searched
+    assert next(t for t in trials if t.get("k") == 1)["float_layer_indices"] == [0]  # edge convs first
     c = search["chosen"]
     yaml_path = next(ln for ln in out.splitlines() if ln.strip().startswith("yaml")).split()[-1]
     q = yaml.safe_load(open(yaml_path).read())["backend"]["quantize"]

@@ -21,8 +21,9 @@ The result (every trial, the choice, whether the target was met) is cached as JS
 
 With the ``vacc`` numerics (``--numerics vacc``, or ``--backend vacc``, whose trials are then the
 emulated builds) the search covers only what the vamc YAML can express: step 1 also tries both
-``weight_scale`` rules, step 2 grows ``skip_conv_layers`` (the convs ranked by the analysis of the
-onnxruntime build of the same method and weights: the analysis reads ONNX Runtime's QDQ layout),
+``weight_scale`` rules, step 2 grows ``skip_conv_layers`` (the edge convs first, then the convs
+ranked by the analysis of the onnxruntime build of the same method and weights: the analysis reads
+ONNX Runtime's QDQ layout),
 and step 3 is skipped (op types and 7-bit weights are ONNX Runtime options).
 """
 
@@ -142,6 +143,19 @@ def first_trials(base: BuildOptions) -> list[BuildOptions]:
             for m in METHODS for pc in (True, False) for ws in scales]
 
 
+def _vacc_first(fp32_path: Path, base: BuildOptions) -> list[str]:
+    """For the vacc numerics, the edge convs rank first (the image's own quantization and the input
+    mean shift cost LESRCNN half its emulated loss, docs/accuracy.md; the onnxruntime analysis does
+    not see that); nothing for the onnxruntime numerics."""
+    import onnx
+
+    from vacc_deploy.build import edge_convs
+
+    if base.numerics != "vacc" or base.float_edges:  # float edges are float already
+        return []
+    return edge_convs(onnx.load(str(fp32_path), load_external_data=False))
+
+
 def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
     """The build options that may make ``base`` faster on ONNX Runtime: ``int8_ops="all"`` (Adds
     int8 too, so every int8 Conv fuses into a QLinearConv) and, on x86 CPUs without VNNI, 7-bit
@@ -190,7 +204,8 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
         ranked = dataclasses.replace(best_opts, numerics="onnxruntime")
         analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=ranked), workdir,
                                         images=ANALYSIS_IMAGES, progress=False)
-        ranking = [r["layer"] for r in ranked_layers(analysis)]
+        ranking = _vacc_first(fp32_path, base) + [r["layer"] for r in ranked_layers(analysis)]
+        ranking = list(dict.fromkeys(ranking))
 
         def try_k(k: int) -> dict[str, Any]:
             opts = dataclasses.replace(best_opts, skip_layers=tuple(base.skip_layers) + tuple(ranking[:k]))
@@ -256,7 +271,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != "vacc":
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 2  # 2: convs ranked on the onnxruntime analysis
+        opts["vacc_search"] = 3  # 3: edge convs first, then the onnxruntime analysis's ranking
     return opts
 
 
