@@ -61,15 +61,18 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False) -> None
         parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
         parser.add_argument("--quant", default=None, metavar="METHOD",
                             help="int8 calibration: percentile, kl_divergence or max (default: the row's)")
+    from vacc_deploy.build import NUMERICS, BuildOptions
+    from vacc_deploy.quant.vacc_numerics import WEIGHT_SCALES
+
     if multi:
         parser.add_argument("--numerics", default=None, metavar="LIST",
-                            help="int8 arithmetic, comma-separated: onnxruntime (default), vacc (the VACC card's, "
-                                 "emulated on ONNX Runtime; docs/vacc.md)")
+                            help=f"int8 arithmetic, comma-separated: {', '.join(NUMERICS)} (default "
+                                 f"{BuildOptions.numerics}; vacc = the VACC card's, emulated on ONNX Runtime)")
     else:
-        parser.add_argument("--numerics", choices=("onnxruntime", "vacc"), default=None,
-                            help="int8 arithmetic: onnxruntime (default) or vacc (the VACC card's, emulated)")
-    parser.add_argument("--weight-scale", dest="weight_scale", choices=("max", "power2"), default=None,
-                        help="vacc numerics / vamc YAML: TVM's weight scale rule (default power2, TVM's)")
+        parser.add_argument("--numerics", choices=NUMERICS, default=None,
+                            help=f"int8 arithmetic (default {BuildOptions.numerics}; vacc = the VACC card's, emulated)")
+    parser.add_argument("--weight-scale", dest="weight_scale", choices=WEIGHT_SCALES, default=None,
+                        help=f"vacc numerics / vamc YAML: TVM's weight scale rule (default {BuildOptions.weight_scale})")
     parser.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
                         help="per-channel int8 weights (default)")
     parser.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor int8 weights")
