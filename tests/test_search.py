@@ -125,6 +125,31 @@ def test_target_drop_reaches_the_vacc_yaml(env, capsys, monkeypatch) -> None:
     assert f"skip_conv_layers {search['chosen']['float_layer_indices']}" in capsys.readouterr().out
 
 
+def test_vacc_target_drop_searches_only_vamc_settings_and_writes_them_to_the_yaml(env, capsys, monkeypatch) -> None:
+    import yaml
+
+    work, imgs = env
+    monkeypatch.setenv("PATH", "/nonexistent")  # no vamc: the trials and the final build are emulated
+    cmd = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--calib-images", str(imgs), "--int8-edges",
+           "--target-drop", "0", "--max-float-layers", "2", "--workdir", str(work / "vacc"), "--backend", "vacc"]
+    assert main(cmd) == 0
+    out = capsys.readouterr().out
+    search = json.loads(next((work / "vacc" / "lesrcnn_x2" / "search").glob("*.json")).read_text())
+    trials = search["trials"]
+    assert all(t["numerics"] == "vacc" and "variant" not in t for t in trials)  # no ORT-only options
+    assert {(t["quant"], t["per_channel"], t["weight_scale"]) for t in trials[:8]} == {
+        (m, pc, ws) for m in ("percentile", "kl_divergence") for pc in (True, False) for ws in ("max", "power2")}
+    assert all(len(t["float_layers"]) <= 2 for t in trials)
+    assert any(t.get("k") for t in trials) and search["ranking"]  # skip_conv_layers were searched
+    assert next(t for t in trials if t.get("k") == 1)["float_layer_indices"] == [0]  # edge convs first
+    c = search["chosen"]
+    yaml_path = next(ln for ln in out.splitlines() if ln.strip().startswith("yaml")).split()[-1]
+    q = yaml.safe_load(open(yaml_path).read())["backend"]["quantize"]
+    assert q == {"calibrate_mode": c["quant"], "quantize_per_channel": c["per_channel"],
+                 "weight_scale": c["weight_scale"], "skip_conv_layers": c["float_layer_indices"]}
+    assert "int8 (vacc, emulated)" in out
+
+
 def test_target_drop_bad_inputs(env, capsys) -> None:
     work, imgs = env
     base = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--workdir", str(work)]

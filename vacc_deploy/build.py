@@ -15,21 +15,28 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import onnx
 
 from vacc_deploy import artifacts
 from vacc_deploy.calibset import CalibSet, CalibSource
 from vacc_deploy.errors import UsageError
+from vacc_deploy.quant.vacc_numerics import DEFAULT_WEIGHT_SCALE, WeightScale, tvm_conv_order
 from vacc_deploy.spec import ModelSpec
 from vacc_deploy.stage_guard import file_records, reusable, stage_lock
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Whose int8 arithmetic an int8 build computes: ONNX Runtime's QDQ scheme (uint8 asymmetric
+#: activations, float element-wise ops), or the VACC card's as emulated from TVM's quantizer
+#: (:mod:`vacc_deploy.quant.vacc_numerics`; docs/vacc.md).
+Numerics = Literal["onnxruntime", "vacc"]
+NUMERICS: tuple[str, ...] = get_args(Numerics)
 BUILD_FORMAT = 6
 RANGES_FORMAT = 4  # bump when a calibration method's rule changes (3: constant tensors; 4: one pass)
+VACC_FORMAT = 1  # bump when the vacc numerics emulation changes
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
@@ -43,7 +50,11 @@ class BuildOptions:
     :func:`vacc_deploy.artifacts.x86_without_vnni`), and which op types are quantized (``int8_ops``,
     a name of :data:`vacc_deploy.quant.collect.INT8_OP_SETS`). ``target_drop`` (dB) asks the
     pipeline to search the method, per-channel and float layers instead (see
-    :mod:`vacc_deploy.pipeline.search`); a build itself never sees it."""
+    :mod:`vacc_deploy.pipeline.search`); a build itself never sees it. ``numerics`` picks whose int8
+    arithmetic the build computes (:data:`Numerics`); ``weight_scale`` (vacc numerics only, as in the
+    vamc YAML) is TVM's weight threshold rule, ``power2`` by default as in TVM's ``qconfig``. The vacc
+    numerics keep in float exactly the Conv layers the vamc YAML lists (``skip_layers`` and the edges
+    when ``float_edges``), nothing else: ``int8_ops`` and ``reduce_range`` do not apply to it."""
 
     precision: str = "fp32"
     quant: str | None = None
@@ -55,11 +66,13 @@ class BuildOptions:
     int8_ops: str = "compute"
     target_drop: float | None = None
     max_float_layers: int | None = None
+    numerics: Numerics = "onnxruntime"
+    weight_scale: WeightScale = DEFAULT_WEIGHT_SCALE
 
 
 @dataclass
 class BuildResult:
-    """A built model: its file, folder, settings and manifest."""
+    """A built model: its file, folder, settings and manifest (``numerics`` None unless int8)."""
 
     precision: str
     quant: str | None
@@ -67,6 +80,14 @@ class BuildResult:
     folder: Path | None
     manifest: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
+    numerics: str | None = None
+
+
+def precision_label(precision: str, numerics: str | None) -> str:
+    """How reports name a build: ``int8 (onnxruntime)``, ``int8 (vacc, emulated)``, else the precision."""
+    if precision != "int8" or numerics is None:
+        return precision
+    return "int8 (vacc, emulated)" if numerics == "vacc" else f"int8 ({numerics})"
 
 
 def resolve_reduce_range(choice: str) -> bool:
@@ -79,8 +100,11 @@ def resolve_reduce_range(choice: str) -> bool:
 
 
 def conv_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the Conv nodes in graph order (index i = vamc ``skip_conv_layers`` index i)."""
-    return [n.name for n in model.graph.node if n.op_type == "Conv"]
+    """Names of the Conv nodes in the order TVM's quantizer counts them (index i = vamc
+    ``skip_conv_layers`` index i; :func:`~vacc_deploy.quant.vacc_numerics.tvm_conv_order`: graph
+    order for a chain), then any Conv no graph output depends on, in graph order."""
+    order = tvm_conv_order(model)
+    return order + [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in order]
 
 
 def _is_spatial(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> bool:
@@ -188,6 +212,8 @@ def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduc
         "percentile": opts.percentile, "int8_ops": opts.int8_ops,
         "reduce_range": reduce_range, "calib": calib.sha256 if calib else None,
         "versions": artifacts.tool_versions(),
+        **({"numerics": opts.numerics, "weight_scale": opts.weight_scale, "vacc_format": VACC_FORMAT}
+           if opts.numerics == "vacc" and opts.precision == "int8" else {}),
     })
 
 
@@ -202,12 +228,19 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
     exclude = names + float_activations(graph, names)
     ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, opts.percentile, row_dir)
     t0 = time.perf_counter()
-    quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
-                  nodes_to_exclude=exclude, reduce_range=reduce_range, op_types=INT8_OP_SETS[opts.int8_ops])
+    extra: dict[str, Any] = {}
+    if opts.numerics == "vacc":
+        from vacc_deploy.quant.vacc_numerics import quantize_vacc
+
+        extra["vacc_numerics"] = quantize_vacc(model_path, tmp / "model.onnx", ranges, weight_scale=opts.weight_scale,
+                                               per_channel=opts.per_channel, float_convs=names)
+    else:
+        quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
+                      nodes_to_exclude=exclude, reduce_range=reduce_range, op_types=INT8_OP_SETS[opts.int8_ops])
     _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)
     artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.items()})
     return {"calibration": {**info, "n_skipped_images": calib.manifest.get("n_skipped", 0)},
-            "float_layers": names, "float_layer_indices": indices,
+            "float_layers": names, "float_layer_indices": indices, **extra,
             "timings": {"calibration_s": info["seconds"], "quantize_s": time.perf_counter() - t0}}
 
 
@@ -228,7 +261,8 @@ def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, 
     """Build ``opts.precision`` of the fp32 ONNX ``model_path`` for ONNX Runtime (cached).
 
     fp32 returns the input model itself. fp16 keeps fp32 inputs/outputs. int8 is QDQ with uint8
-    activations and int8 weights and needs ``calib``. Raises UsageError / BuildError.
+    activations and int8 weights (``opts.numerics`` onnxruntime) or the emulation of the VACC card's
+    int8 arithmetic (vacc), and needs ``calib``. Raises UsageError / BuildError.
     A cached build is verified against its manifest (file sizes, sha256) and rebuilt with a warning
     when damaged; ``force`` rebuilds it (calibration ranges cached under ``ranges/`` are reused).
     """
@@ -238,16 +272,21 @@ def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, 
         return BuildResult("fp32", None, Path(model_path), None)
     if opts.precision == "int8" and (calib is None or opts.quant is None):
         raise UsageError("--precision int8 needs calibration images: pass --calib-images DIR")
+    if opts.numerics not in NUMERICS:
+        raise UsageError(f"--numerics {opts.numerics}: expected one of {', '.join(NUMERICS)}")
     model_sha = artifacts.file_digest(model_path)
-    reduce_range = resolve_reduce_range(opts.reduce_range) if opts.precision == "int8" else False
+    vacc = opts.numerics == "vacc" and opts.precision == "int8"
+    reduce_range = resolve_reduce_range(opts.reduce_range) if opts.precision == "int8" and not vacc else False
     quant = opts.quant if opts.precision == "int8" else None
+    numerics = opts.numerics if opts.precision == "int8" else None
     key = _build_key(model_sha, opts, calib if opts.precision == "int8" else None, reduce_range)
     row_dir = artifacts.row_workdir(row, workdir)
-    folder = row_dir / "build" / (f"int8-{quant}-{key}" if quant else f"fp16-{key}")
+    folder = row_dir / "build" / (f"int8-{'vacc-' if vacc else ''}{quant}-{key}" if quant else f"fp16-{key}")
     with stage_lock(folder):  # a concurrent identical build finishes first; this one reuses it
         cached = reusable(folder, force)
         if cached is not None:
-            return BuildResult(opts.precision, quant, folder / "model.onnx", folder, cached, cached=True)
+            return BuildResult(opts.precision, quant, folder / "model.onnx", folder, cached, cached=True,
+                               numerics=numerics)
         return _build_into(folder, key, model_path, model_sha, spec, calib, opts, reduce_range, row)
 
 
@@ -255,6 +294,7 @@ def _build_into(folder: Path, key: str, model_path: Path, model_sha: str, spec: 
                 opts: BuildOptions, reduce_range: bool, row: str) -> BuildResult:
     """Build into ``folder`` (staged: it appears whole or not at all); the caller holds its lock."""
     quant = opts.quant if opts.precision == "int8" else None
+    numerics = opts.numerics if opts.precision == "int8" else None
     row_dir = folder.parent.parent
     t0 = time.perf_counter()
     with artifacts.staged_dir(folder) as tmp:
@@ -266,7 +306,7 @@ def _build_into(folder: Path, key: str, model_path: Path, model_sha: str, spec: 
         manifest.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
         manifest["files"] = file_records(tmp)
         artifacts.atomic_write_json(tmp / "manifest.json", manifest)
-    return BuildResult(opts.precision, quant, folder / "model.onnx", folder, manifest)
+    return BuildResult(opts.precision, quant, folder / "model.onnx", folder, manifest, numerics=numerics)
 
 
 def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
@@ -274,7 +314,8 @@ def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
     if opts.precision != "int8":
         return {"keep_io_types": True}  # fp16 weights and compute, fp32 inputs and outputs
     return {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers), "float_edges": opts.float_edges,
-            "percentile": opts.percentile, "reduce_range": reduce_range, "int8_ops": opts.int8_ops}
+            "percentile": opts.percentile, "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
+            **({"numerics": "vacc", "weight_scale": opts.weight_scale} if opts.numerics == "vacc" else {})}
 
 
 def _precision_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet | None,

@@ -65,7 +65,7 @@ def build_vacc(config: RowConfig, spec: ModelSpec, exported: ExportResult, opts:
                              tuple(exported.input_shape), opts.precision, folder, quant=quant,
                              per_channel=opts.per_channel, skip_conv_layers=indices,
                              calib_dir=calib.folder.resolve() if calib else None,
-                             calib_num=calib.num if calib else 50)
+                             calib_num=calib.num if calib else 50, weight_scale=opts.weight_scale)
     result = VaccBuild(files.name, folder, files.yaml_path, files.vdsp_json, files.deploy_dir, False, indices)
     if not compile:
         return result

@@ -31,7 +31,8 @@ VENDOR_INTERP = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
 class Candidate:
     """One model to score: its identity in the results and the upscaler that runs it.
 
-    ``input_hw`` is the model's fixed input size (the vendor protocol resizes LR images to it).
+    ``input_hw`` is the model's fixed input size (the vendor protocol resizes LR images to it);
+    ``numerics`` whose int8 arithmetic an int8 model computes (``vacc_deploy.build.Numerics``).
     """
 
     precision: str
@@ -39,6 +40,19 @@ class Candidate:
     backend: str
     upscaler: Upscaler
     input_hw: tuple[int, int]
+    numerics: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, str, str | None]:
+        """The candidate's identity in the per-image rows."""
+        return self.precision, self.quant, self.backend, self.numerics
+
+    @property
+    def label(self) -> str:
+        """``fp32``, ``int8 (onnxruntime)``, ``int8 (vacc, emulated)``, ..."""
+        from vacc_deploy.build import precision_label
+
+        return precision_label(self.precision, self.numerics)
 
 
 def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +95,8 @@ def _score_image(pair: Pair, cands: list[Candidate], scale: int, protocol: str, 
         ref = sr if ref is None else ref
         fid_psnr, fid_max = fidelity(sr, ref)
         rows.append({"image": pair.name, "precision": cand.precision, "quant": cand.quant,
-                     "backend": cand.backend, "psnr": psnr, "ssim": ssim,
+                     "backend": cand.backend, "numerics": cand.numerics, "label": cand.label,
+                     "psnr": psnr, "ssim": ssim,
                      "fidelity_psnr": fid_psnr, "fidelity_max_abs": fid_max})
     return rows
 
@@ -97,9 +112,9 @@ def summarize(per_image: list[dict[str, Any]], cands: list[Candidate]) -> list[d
     """Mean PSNR/SSIM per candidate, deltas to the first (fp32) candidate, pooled fidelity PSNR."""
     results = []
     for cand in cands:
-        mine = [r for r in per_image if (r["precision"], r["quant"], r["backend"]) ==
-                (cand.precision, cand.quant, cand.backend)]
+        mine = [r for r in per_image if (r["precision"], r["quant"], r["backend"], r.get("numerics")) == cand.key]
         results.append({"precision": cand.precision, "quant": cand.quant, "backend": cand.backend,
+                        "numerics": cand.numerics, "label": cand.label,
                         "psnr": float(np.mean([r["psnr"] for r in mine])),
                         "ssim": float(np.mean([r["ssim"] for r in mine])),
                         "fidelity_psnr": _pooled_psnr([r["fidelity_psnr"] for r in mine]),

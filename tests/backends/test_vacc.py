@@ -90,7 +90,8 @@ def _files(tmp_path: Path, row: str, precision: str, calib: Path | None, **kw):
 def test_int8_percentile_compiles_with_standin(row, tmp_path, calib_dir, standin_path):
     config, files = _files(tmp_path, row, "int8", calib_dir, quant="percentile")
     doc = yaml.safe_load(files.yaml_path.read_text())
-    assert doc["backend"]["quantize"] == {"calibrate_mode": "percentile", "quantize_per_channel": True}
+    assert doc["backend"]["quantize"] == {"calibrate_mode": "percentile", "quantize_per_channel": True,
+                                          "weight_scale": "power2", "skip_conv_layers": []}  # [] written: absent = [0]
     assert doc["dataset"]["sampler"] == {"suffix": "png", "get_data_num": 3}
     assert doc["frontend"]["shape"] == {"input": list(config.input_shape)}
     ops = doc["dataset"]["process_ops"]

@@ -116,3 +116,16 @@ def test_onnxruntime_path_never_imports_vaststreamx(work, images, tmp_path) -> N
     env = {**os.environ, "PYTHONPATH": str(STANDINS)}  # even when a vaststreamx module is importable
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_int8_vacc_without_vamc_builds_the_emulated_vacc_numerics(monkeypatch, capsys, work, images) -> None:
+    _with_vamc(monkeypatch, False)
+    code, out, err = _build(capsys, "lesrcnn_x2", work, images, "--backend", "vacc", "--precision", "int8",
+                            "--quant", "percentile", "--int8-edges", "--skip-layers", "3", "--weight-scale", "max")
+    assert code == 0, err
+    assert "int8 (vacc, emulated) percentile (onnxruntime)" in out and "vamc not found" in err
+    q = _yaml_of(out)["backend"]["quantize"]
+    assert q["skip_conv_layers"] == [3] and q["weight_scale"] == "max"
+    model = Path(next(ln for ln in out.splitlines() if ln.strip().startswith("model")).split()[-1])
+    manifest = yaml.safe_load((model.parent / "manifest.json").read_text())
+    assert manifest["settings"]["numerics"] == "vacc" and manifest["float_layer_indices"] == [3]

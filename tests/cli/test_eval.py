@@ -60,3 +60,25 @@ def test_eval_unknown_precision(hr_only, work, capsys) -> None:
     code = main(["eval", "lesrcnn_x2", "--weights", "synthetic", "--dataset", str(hr_only), "--precisions", "int4",
                  "--workdir", str(work)])
     assert code == 2 and "int4" in capsys.readouterr().err
+
+
+def test_eval_both_int8_numerics_labelled(hr_only, work, tmp_path, capsys) -> None:
+    out = tmp_path / "r.json"
+    code = main(["eval", "lesrcnn_x2", "--weights", "synthetic", "--shape", "1x3x32x32", "--dataset", str(hr_only),
+                 "--precisions", "fp32,int8", "--quant", "max", "--numerics", "onnxruntime,vacc",
+                 "--calib-images", str(hr_only), "--num", "3", "--json", str(out), "--workdir", str(work)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    res = json.loads(out.read_text())["results"]
+    assert [(r["precision"], r["numerics"], r["label"]) for r in res] == [
+        ("fp32", None, "fp32"), ("int8", "onnxruntime", "int8 (onnxruntime)"),
+        ("int8", "vacc", "int8 (vacc, emulated)")]
+    assert res[1]["psnr"] != res[2]["psnr"]  # two different int8 models
+    assert "int8 (onnxruntime)" in printed and "int8 (vacc, emulated)" in printed
+
+
+def test_eval_unknown_numerics(hr_only, work, capsys) -> None:
+    code = main(["eval", "lesrcnn_x2", "--weights", "synthetic", "--shape", "1x3x32x32", "--dataset", str(hr_only),
+                 "--precisions", "int8", "--quant", "max", "--numerics", "tpu", "--calib-images", str(hr_only),
+                 "--num", "3", "--workdir", str(work)])
+    assert code != 0 and "--numerics tpu" in capsys.readouterr().err

@@ -70,6 +70,7 @@ class BuiltModel:
     vacc_dir: Path | None = None
     vdsp_json: Path | None = None
     config: object | None = None  # the RowConfig (torch backend rebuilds the module from it)
+    numerics: str | None = None  # int8: whose arithmetic (vacc_deploy.build.Numerics)
 
 
 class Backend(ABC):

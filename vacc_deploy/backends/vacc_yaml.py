@@ -27,6 +27,7 @@ import yaml
 from vacc_deploy.artifacts import atomic_write_text
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
+from vacc_deploy.quant.vacc_numerics import DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
 from vacc_deploy.spec import ModelSpec
 
 VAMC_QUANT_MODES = ("percentile", "kl_divergence", "max", "mse")
@@ -69,8 +70,10 @@ def model_name(row: str, precision: str, quant: str, per_channel: bool,
 
 
 def _check_args(precision: str, quant: str, skip_conv_layers: Sequence[int],
-                calib_dir: Path | None, calib_num: int, input_shape: Sequence[int]) -> None:
+                calib_dir: Path | None, calib_num: int, input_shape: Sequence[int], weight_scale: str) -> None:
     """Raise UsageError on any argument vamc would reject (or silently misread)."""
+    if weight_scale not in WEIGHT_SCALES:
+        raise UsageError(f"weight_scale '{weight_scale}': expected one of {', '.join(WEIGHT_SCALES)}")
     if precision not in PRECISIONS:
         raise UsageError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
     if quant not in VAMC_QUANT_MODES:
@@ -116,8 +119,12 @@ def process_ops(spec: ModelSpec, height: int, width: int) -> list[dict[str, Any]
 def build_yaml_dict(config: RowConfig, spec: ModelSpec, onnx_path: Path, input_name: str,
                     input_shape: Sequence[int], precision: str, name: str, workspace: Path, *,
                     quant: str, per_channel: bool, skip_conv_layers: Sequence[int],
-                    calib_dir: Path | None, calib_num: int) -> dict[str, Any]:
-    """The vamc build file as a plain dict (see the module docstring for the format's source)."""
+                    calib_dir: Path | None, calib_num: int, weight_scale: str) -> dict[str, Any]:
+    """The vamc build file as a plain dict (see the module docstring for the format's source).
+
+    ``skip_conv_layers`` is always written, ``[]`` included: TVM's qconfig default is ``[0]`` (its
+    first conv stays float), so an absent key would not mean "none" (docs/vacc.md). ``weight_scale``
+    is the qconfig key MMDeploy's VACC backend passes; the zoo's build files leave it out."""
     shape = [int(d) for d in input_shape]
     compile_opts: dict[str, Any] = {"data_transport_mode": 1}
     compile_opts.update(COMPILE_EXTRAS.get(config.arch, {}))
@@ -129,9 +136,9 @@ def build_yaml_dict(config: RowConfig, spec: ModelSpec, onnx_path: Path, input_n
         "backend": backend,
     }
     if precision == "int8":
-        quantize: dict[str, Any] = {"calibrate_mode": quant, "quantize_per_channel": per_channel}
-        if skip_conv_layers:
-            quantize["skip_conv_layers"] = [int(i) for i in skip_conv_layers]
+        quantize: dict[str, Any] = {"calibrate_mode": quant, "quantize_per_channel": per_channel,
+                                    "weight_scale": weight_scale,
+                                    "skip_conv_layers": [int(i) for i in skip_conv_layers]}
         backend["quantize"] = quantize
         assert calib_dir is not None
         doc["dataset"] = {
@@ -181,7 +188,7 @@ def write_vamc_files(config: RowConfig, spec: ModelSpec, onnx_path: Path, input_
                      precision: Literal["int8", "fp16"], out_dir: Path, *,
                      quant: str = "percentile", per_channel: bool = True,
                      skip_conv_layers: Sequence[int] = (), calib_dir: Path | None = None,
-                     calib_num: int = 50) -> VamcFiles:
+                     calib_num: int = 50, weight_scale: str = DEFAULT_WEIGHT_SCALE) -> VamcFiles:
     """Write ``<out_dir>/vamc_build.yaml`` and ``<out_dir>/vdsp_params.json`` atomically.
 
     ``workspace.path`` is ``<out_dir>/deploy_weights`` (absolute), so the compiled model lands in
@@ -192,13 +199,14 @@ def write_vamc_files(config: RowConfig, spec: ModelSpec, onnx_path: Path, input_
             calibration folder holding at least ``calib_num`` PNG images.
     """
     calib = Path(calib_dir) if calib_dir is not None else None
-    _check_args(precision, quant, skip_conv_layers, calib, calib_num, input_shape)
+    _check_args(precision, quant, skip_conv_layers, calib, calib_num, input_shape, weight_scale)
     out_dir = Path(out_dir).resolve()
     name = model_name(config.name, precision, quant, per_channel, skip_conv_layers)
     workspace = out_dir / DEPLOY_DIR
     doc = build_yaml_dict(config, spec, onnx_path, input_name, input_shape, precision, name,
                           workspace, quant=quant, per_channel=per_channel,
-                          skip_conv_layers=skip_conv_layers, calib_dir=calib, calib_num=calib_num)
+                          skip_conv_layers=skip_conv_layers, calib_dir=calib, calib_num=calib_num,
+                          weight_scale=weight_scale)
     yaml_path, vdsp_path = out_dir / YAML_NAME, out_dir / VDSP_NAME
     write_atomic(yaml_path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
     vdsp = build_vdsp_dict(spec, input_shape[2], input_shape[3])

@@ -4,9 +4,11 @@ the vamc build files (compiled when vamc is installed) for the VACC accelerator.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shutil
 import sys
 
-from vacc_deploy.backends import AUTO, backend_names
+from vacc_deploy.backends import AUTO, DEFAULT_BACKEND, backend_names
 from vacc_deploy.cli.common import add_force, add_model_args, add_row, request_from_args
 
 
@@ -19,8 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_onnx(config, built, backend: str) -> None:
+    from vacc_deploy.build import precision_label
+
     state = "reused (inputs unchanged)" if built.cached else "built"
-    print(f"{config.name} {built.precision}{' ' + built.quant if built.quant else ''} ({backend}): {state}")
+    label = precision_label(built.precision, built.numerics)
+    print(f"{config.name} {label}{' ' + built.quant if built.quant else ''} ({backend}): {state}")
     print(f"  model    {built.model_path}")
     m = built.manifest
     if "calibration" in m:
@@ -32,8 +37,14 @@ def _print_onnx(config, built, backend: str) -> None:
             print(f"           {c['seconds_per_image']:.2f} s/img, one pass through {c['segments']} segment(s){rss}")
         print(f"  float    {', '.join(m['float_layers']) or 'none'} (Conv indices {m['float_layer_indices']})")
         print(f"  weights  {'per-channel' if m['settings']['per_channel'] else 'per-tensor'}, "
-              f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}")
-        print(f"  int8 ops {m['settings'].get('int8_ops', 'compute')}")
+              f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}"
+              + (f", weight_scale {m['settings']['weight_scale']}" if "weight_scale" in m["settings"] else ""))
+        if "vacc_numerics" in m:
+            v = m["vacc_numerics"]
+            print(f"  int8     TVM rules (emulated): {v['int8_activations']} int8 activation tensors, "
+                  f"{v['int8_weights']} int8 weight/bias tensors; float ops: {', '.join(v['float_op_types']) or 'none'}")
+        else:
+            print(f"  int8 ops {m['settings'].get('int8_ops', 'compute')}")
     if m.get("timings"):
         print("  timings  " + ", ".join(f"{k} {v:.1f}s" for k, v in m["timings"].items()))
 
@@ -48,6 +59,13 @@ def _print_vacc(config, vb) -> None:
     print(f"  compiled {vb.deploy_dir}" if vb.compiled else f"  note     {compile_hint(vb.yaml_path)}")
 
 
+def _trial_build(t: dict) -> str:
+    """The int8 build of a search trial: ``vacc <weight_scale>`` (emulated) or ``<bits>-bit <ops>``."""
+    if t.get("numerics") == "vacc":
+        return f"vacc {t['weight_scale']}"
+    return f"{t['weight_bits']}-bit {t['int8_ops']}"
+
+
 def print_search(result: dict, path) -> None:
     """The ``--target-drop`` trials table and the choice."""
     print(f"{result['row']}: int8 search for a PSNR drop within {result['target_drop_db']} dB (validation "
@@ -60,13 +78,13 @@ def print_search(result: dict, path) -> None:
     print("-" * len(head))
     for t in result["trials"]:
         mark = "*" if t == result["chosen"] else " "
-        build = f"{t['weight_bits']}-bit {t['int8_ops']}"
+        build = _trial_build(t)
         print(f"{t['quant']:<14} {'per-channel' if t['per_channel'] else 'per-tensor':<11} {build:<13} "
               f"{len(t['float_layers']):>5} "
               f"{t['drop_db']:>+7.3f} {t['ms']:>8.1f} {t['speedup']:>6.2f}{mark} {t['float_layer_indices']}")
     verdict = "met" if result["met"] else "NOT met (best candidate kept)"
     c = result["chosen"]
-    print(f"target {verdict}: chosen * = {c['quant']}, {c['weight_bits']}-bit weights, {c['int8_ops']} ops, "
+    print(f"target {verdict}: chosen * = {c['quant']}, {_trial_build(c)}, "
           f"{c['drop_db']:+.3f} dB, {c['speedup']:.2f}x fp32, "
           f"float layers {result['chosen']['float_layer_indices']}; search {path}")
 
@@ -87,6 +105,16 @@ def run(args: argparse.Namespace) -> int:
     backend, reason = resolve(args.backend)
     if args.backend == AUTO:
         print(f"backend auto: using {backend.name} ({reason})", file=sys.stderr)
+    if backend.artifact == "vamc" and req.build.precision == "int8" and shutil.which("vamc") is None:
+        # No compiler here: write the vamc files, then build what the card would compute, emulated.
+        _, vb = vacc_stage(config, req, args.workdir, compile=False)
+        _print_vacc(config, vb)
+        print(f"backend {backend.name}: vamc not found on PATH; built the int8 (vacc, emulated) model on "
+              "ONNX Runtime instead", file=sys.stderr)
+        _, built = build_onnx(config, dataclasses.replace(req, build=dataclasses.replace(req.build, numerics="vacc")),
+                              args.workdir)
+        _print_onnx(config, built, DEFAULT_BACKEND)
+        return 0
     if backend.artifact == "vamc":
         _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
         _print_vacc(config, vb)

@@ -64,6 +64,18 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
         parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
         parser.add_argument("--quant", default=None, metavar="METHOD", choices=QUANT_METHODS,
                             help=f"int8 calibration method: {methods} (default: the row's seed method)")
+    from vacc_deploy.build import NUMERICS, BuildOptions
+    from vacc_deploy.quant.vacc_numerics import WEIGHT_SCALES
+
+    if multi:
+        parser.add_argument("--numerics", default=None, metavar="LIST",
+                            help=f"int8 arithmetic, comma-separated: {', '.join(NUMERICS)} (default "
+                                 f"{BuildOptions.numerics}; vacc = the VACC card's, emulated on ONNX Runtime)")
+    else:
+        parser.add_argument("--numerics", choices=NUMERICS, default=None,
+                            help=f"int8 arithmetic (default {BuildOptions.numerics}; vacc = the VACC card's, emulated)")
+    parser.add_argument("--weight-scale", dest="weight_scale", choices=WEIGHT_SCALES, default=None,
+                        help=f"vacc numerics / vamc YAML: TVM's weight scale rule (default {BuildOptions.weight_scale})")
     parser.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
                         help="per-channel int8 weights (default)")
     parser.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor int8 weights")
@@ -121,7 +133,10 @@ def request_from_args(args: argparse.Namespace):
     shape = parse_shape(args.shape) if args.shape else None
     skips = split_list(args.skip_layers)
     quant = getattr(args, "quant", None)
-    build = BuildOptions(precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
+    numerics = getattr(args, "numerics", None)
+    extra = {k: v for k, v in (("numerics", numerics), ("weight_scale", getattr(args, "weight_scale", None)))
+             if v and "," not in v}
+    build = BuildOptions(**extra, precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
                          per_channel=args.per_channel, skip_layers=skips, float_edges=args.float_edges,
                          percentile=args.percentile, int8_ops=getattr(args, "int8_ops", "compute"),
                          target_drop=getattr(args, "target_drop", None),

@@ -25,11 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def print_table(result: dict) -> None:
     print(f"{result['row']} on {result['dataset']} ({result['protocol']} protocol, {result['n_images']} images)")
-    head = f"{'precision':<9} {'quant':<14} {'backend':<12} {'PSNR':>8} {'SSIM':>7} {'dPSNR':>7} {'dSSIM':>8} {'fid.PSNR':>9}"
+    head = f"{'precision':<22} {'quant':<14} {'backend':<12} {'PSNR':>8} {'SSIM':>7} {'dPSNR':>7} {'dSSIM':>8} {'fid.PSNR':>9}"
     print(head)
     print("-" * len(head))
     for r in result["results"]:
-        print(f"{r['precision']:<9} {r['quant'] or '-':<14} {r['backend']:<12} {r['psnr']:>8.3f} "
+        print(f"{r.get('label') or r['precision']:<22} {r['quant'] or '-':<14} {r['backend']:<12} {r['psnr']:>8.3f} "
               f"{r['ssim']:>7.4f} {r['delta_psnr']:>+7.3f} {r['delta_ssim']:>+8.4f} {r['fidelity_psnr']:>9.2f}")
 
 
@@ -42,11 +42,13 @@ def candidates(config: RowConfig, args: argparse.Namespace) -> list:
 
     base = request_from_args(args)
     overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
+    numerics = split_list(args.numerics) or (base.build.numerics,)
     out = []
     for precision, method in variants(config, split_list(args.precisions), split_list(args.quant)):
-        up, built = upscaler_for(config, base.with_precision(precision, method), args.workdir, overlap=overlap,
-                                 options=SessionOptions(threads=args.threads))
-        out.append(Candidate(precision, built.quant, args.backend, up, built.input_shape[2:]))
+        for num in numerics if precision == "int8" else (None,):
+            up, built = upscaler_for(config, base.with_precision(precision, method, num), args.workdir,
+                                     overlap=overlap, options=SessionOptions(threads=args.threads))
+            out.append(Candidate(precision, built.quant, args.backend, up, built.input_shape[2:], built.numerics))
     return out, built.label
 
 

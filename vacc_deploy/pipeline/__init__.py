@@ -47,9 +47,11 @@ class ModelRequest:
     calib: CalibRequest = field(default_factory=CalibRequest)
     force: bool = False  # redo the command's last stage (the build; for calib, the set) even when cached
 
-    def with_precision(self, precision: str, quant: str | None = None) -> "ModelRequest":
-        """The same request for another precision / calibration method."""
-        return dataclasses.replace(self, build=dataclasses.replace(self.build, precision=precision, quant=quant))
+    def with_precision(self, precision: str, quant: str | None = None, numerics: str | None = None) -> "ModelRequest":
+        """The same request for another precision / calibration method (/ int8 numerics, when given)."""
+        extra = {"numerics": numerics} if numerics else {}
+        return dataclasses.replace(self, build=dataclasses.replace(self.build, precision=precision, quant=quant,
+                                                                   **extra))
 
 
 def variants(config: RowConfig, precisions: Sequence[str], quants: Sequence[str] | None = None, *,
@@ -142,7 +144,7 @@ def build_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> B
     exported, built = build_onnx(config, req, workdir)
     return BuiltModel(row=config.name, spec=ModelSpec(**exported.spec), input_shape=tuple(exported.input_shape),
                       precision=built.precision, quant=built.quant, label=exported.weights,
-                      onnx_path=built.model_path, config=config)
+                      onnx_path=built.model_path, config=config, numerics=built.numerics)
 
 
 def upscaler_for(config: RowConfig, req: ModelRequest, workdir: Path | None, *,

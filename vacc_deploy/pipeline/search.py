@@ -18,6 +18,13 @@ Search (every trial is an ordinary cached build, scored on the pairs and timed):
    docs/accuracy.md); one of them is chosen when it meets the target and is clearly faster.
 The result (every trial, the choice, whether the target was met) is cached as JSON under
 ``<workdir>/<row>/search/``; the chosen build is the normal cached build of its options.
+
+With the ``vacc`` numerics (``--numerics vacc``, or ``--backend vacc``, whose trials are then the
+emulated builds) the search covers only what the vamc YAML can express: step 1 also tries both
+``weight_scale`` rules, step 2 grows ``skip_conv_layers`` (the edge convs first, then the convs
+ranked by the analysis of the onnxruntime build of the same method and weights: the analysis reads
+ONNX Runtime's QDQ layout),
+and step 3 is skipped (op types and 7-bit weights are ONNX Runtime options).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 from vacc_deploy import artifacts
 from vacc_deploy.backends import DEFAULT_BACKEND, SessionOptions
 from vacc_deploy.build import BUILD_FORMAT, BuildOptions, resolve_reduce_range
+from vacc_deploy.quant.vacc_numerics import WEIGHT_SCALES
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for
@@ -101,12 +109,14 @@ def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
     names, indices = float_layers(s.fp32_path, opts)
     drop = score["psnr"] - s.ref["psnr"]
     trial = {"quant": opts.quant, "per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
+             "numerics": opts.numerics, "weight_scale": opts.weight_scale,
              "int8_ops": opts.int8_ops, "reduce_range": opts.reduce_range,
              "weight_bits": 7 if resolve_reduce_range(opts.reduce_range) else 8,
              "float_layers": names, "float_layer_indices": indices, "psnr": score["psnr"], "drop_db": drop,
              "ms": score["ms"], "speedup": s.ref["ms"] / score["ms"], "meets": drop >= -MARGIN * s.target}
-    log.info("target-drop trial: %s %s, %d-bit %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.quant,
-             "per-channel" if opts.per_channel else "per-tensor", trial["weight_bits"], opts.int8_ops, len(names),
+    log.info("target-drop trial: %s %s %s, %d-bit %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.numerics,
+             opts.quant, "per-channel" if opts.per_channel else "per-tensor", trial["weight_bits"],
+             opts.weight_scale if opts.numerics == "vacc" else opts.int8_ops, len(names),
              drop, trial["speedup"],
              " (meets the target)" if trial["meets"] else "")
     return trial
@@ -125,10 +135,34 @@ def _choose(trials: list[dict[str, Any]]) -> dict[str, Any]:
     return max(faster, key=lambda t: t["speedup"]) if faster else first
 
 
+def first_trials(base: BuildOptions) -> list[BuildOptions]:
+    """Step 1: each calibration method x per-channel / per-tensor (x each ``weight_scale`` rule
+    for the vacc numerics)."""
+    scales = WEIGHT_SCALES if base.numerics == "vacc" else (base.weight_scale,)
+    return [dataclasses.replace(base, quant=m, per_channel=pc, weight_scale=ws)
+            for m in METHODS for pc in (True, False) for ws in scales]
+
+
+def _vacc_first(fp32_path: Path, base: BuildOptions) -> list[str]:
+    """For the vacc numerics, the edge convs rank first (the image's own quantization and the input
+    mean shift cost LESRCNN half its emulated loss, docs/accuracy.md; the onnxruntime analysis does
+    not see that); nothing for the onnxruntime numerics."""
+    import onnx
+
+    from vacc_deploy.build import edge_convs
+
+    if base.numerics != "vacc" or base.float_edges:  # float edges are float already
+        return []
+    return edge_convs(onnx.load(str(fp32_path), load_external_data=False))
+
+
 def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
     """The build options that may make ``base`` faster on ONNX Runtime: ``int8_ops="all"`` (Adds
     int8 too, so every int8 Conv fuses into a QLinearConv) and, on x86 CPUs without VNNI, 7-bit
-    weights (ORT's fast u8s8 kernels), alone and together; empty when ``base`` has them already."""
+    weights (ORT's fast u8s8 kernels), alone and together; empty when ``base`` has them already,
+    and for the vacc numerics (neither is a vamc setting)."""
+    if base.numerics == "vacc":
+        return []
     ops = ["compute", "all"] if base.int8_ops == "compute" else [base.int8_ops]
     seven_bit_helps = artifacts.x86_without_vnni() and not resolve_reduce_range(base.reduce_range)
     bits = [base.reduce_range, "on"] if seven_bit_helps else [base.reduce_range]
@@ -159,14 +193,19 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
     t0 = time.perf_counter()
     s = _Setup(config, req, workdir, fp32_path, pairs, target)
     s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
-    trials = [_trial(s, dataclasses.replace(base, quant=m, per_channel=pc)) for m in METHODS for pc in (True, False)]
+    trials = [_trial(s, opts) for opts in first_trials(base)]
     ranking: list[str] = []
     best = _choose(trials)
     if not best["meets"]:
-        best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"])
-        analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=best_opts), workdir,
+        best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
+                                        weight_scale=best["weight_scale"])
+        # The layer analysis reads ONNX Runtime's QDQ layout: a vacc search ranks its convs on the
+        # onnxruntime build of the same method and weights (an approximation, docs/vacc.md).
+        ranked = dataclasses.replace(best_opts, numerics="onnxruntime")
+        analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=ranked), workdir,
                                         images=ANALYSIS_IMAGES, progress=False)
-        ranking = [r["layer"] for r in ranked_layers(analysis)]
+        ranking = _vacc_first(fp32_path, base) + [r["layer"] for r in ranked_layers(analysis)]
+        ranking = list(dict.fromkeys(ranking))
 
         def try_k(k: int) -> dict[str, Any]:
             opts = dataclasses.replace(best_opts, skip_layers=tuple(base.skip_layers) + tuple(ranking[:k]))
@@ -176,7 +215,7 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
         _grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
     best = _choose(trials)
     best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
-                                    skip_layers=tuple(best["skip_layers"]))
+                                    weight_scale=best["weight_scale"], skip_layers=tuple(best["skip_layers"]))
     trials += [_trial(s, dataclasses.replace(best_opts, **v)) | {"variant": v} for v in fast_variants(base)]
     chosen = _choose(trials)
     return {"format": SEARCH_FORMAT, "row": config.name, "target_drop_db": target, "margin": MARGIN,
@@ -192,6 +231,7 @@ def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
     from vacc_deploy.pipeline import calib_stage
     from vacc_deploy.spec import ModelSpec
 
+    req = _searchable(req)
     b = req.build
     if req.calib.images is None:
         raise UsageError("--target-drop needs calibration images: pass --calib-images DIR")
@@ -206,7 +246,7 @@ def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
         "format": SEARCH_FORMAT, "build_format": BUILD_FORMAT, "model": exported.onnx_path.parent.name,
         "calib": calib.sha256 if calib else None, "validation": [str(p.hr_path) for p in pairs],
         "target": b.target_drop, "margin": MARGIN, "max_float": b.max_float_layers,
-        "options": dataclasses.asdict(dataclasses.replace(b, precision="int8", quant=None, per_channel=True)),
+        "options": _options_key(b),
         "x86_without_vnni": artifacts.x86_without_vnni(),
         "versions": artifacts.tool_versions()})
     path = artifacts.row_workdir(config.name, workdir) / "search" / f"drop{b.target_drop:g}-{key}.json"
@@ -214,11 +254,33 @@ def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> 
     return result, path, reused
 
 
+def _searchable(req: ModelRequest) -> ModelRequest:
+    """The request whose trials the search runs: a ``--backend vacc`` one on its emulation (ONNX
+    Runtime, vacc numerics), an ``auto`` one on ONNX Runtime (its fallback; there is no ``auto``
+    session)."""
+    if req.backend == "vacc":
+        return dataclasses.replace(req, backend="onnxruntime", build=dataclasses.replace(req.build, numerics="vacc"))
+    return dataclasses.replace(req, backend="onnxruntime") if req.backend == "auto" else req
+
+
+def _options_key(b: BuildOptions) -> dict[str, Any]:
+    """The build options that identify a search (the searched ones normalized; the vacc fields only
+    for the vacc numerics, so onnxruntime searches keep their earlier keys)."""
+    opts = dataclasses.asdict(dataclasses.replace(b, precision="int8", quant=None, per_channel=True,
+                                                  weight_scale=BuildOptions.weight_scale))
+    if b.numerics != "vacc":
+        del opts["numerics"], opts["weight_scale"]
+    else:
+        opts["vacc_search"] = 3  # 3: edge convs first, then the onnxruntime analysis's ranking
+    return opts
+
+
 def chosen_request(req: ModelRequest, result: dict[str, Any]) -> ModelRequest:
     """``req`` with its ``--target-drop`` replaced by the build options a search ``result`` chose
     (method, per-channel, layers kept in float, op types quantized, 7-bit weights)."""
     c = result["chosen"]
     opts = dataclasses.replace(req.build, quant=c["quant"], per_channel=c["per_channel"],
+                               weight_scale=c.get("weight_scale", req.build.weight_scale),
                                skip_layers=tuple(c["skip_layers"]), int8_ops=c["int8_ops"],
                                reduce_range=c["reduce_range"], target_drop=None, max_float_layers=None)
     return dataclasses.replace(req, build=opts)

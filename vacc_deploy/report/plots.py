@@ -38,7 +38,7 @@ def heatmap_png(diff: np.ndarray, title: str = "|int8 - fp32|") -> bytes:
 
 def result_label(r: dict[str, Any]) -> str:
     """"backend precision quant" for a benchmark or eval result (quant left out when absent)."""
-    parts = [str(r.get("backend") or ""), str(r.get("precision") or "")]
+    parts = [str(r.get("backend") or ""), str(r.get("label") or r.get("precision") or "")]
     if r.get("quant"):
         parts.append(str(r["quant"]))
     return " ".join(p for p in parts if p)

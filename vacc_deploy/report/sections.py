@@ -88,7 +88,7 @@ def model_label(row: str, r: dict[str, Any], first: bool) -> str:
     if first and r.get("precision") == "fp32":
         return row
     parts = [short_label(r.get("backend") or ""), r.get("quant") or "",
-             r.get("precision") or ""]
+             r.get("label") or r.get("precision") or ""]  # label: "int8 (vacc, emulated)", ...
     return f"{row} **{' '.join(p for p in parts if p)}**"
 
 
