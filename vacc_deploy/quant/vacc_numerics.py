@@ -289,7 +289,8 @@ def quantize_vacc(fp32_model_path: str | Path, out_path: str | Path, ranges: Map
     """Write the ``vacc``-profile QDQ model of ``fp32_model_path`` to ``out_path`` (atomically) from
     calibrated ``ranges`` (tensor -> (min, max); the threshold is the larger magnitude). Returns the
     :func:`emulate` summary. Raises UsageError / BuildError; never leaves a partial file."""
-    from vacc_deploy.quant.qdq import _atomic_path, _load
+    from vacc_deploy.artifacts import atomic_path
+    from vacc_deploy.quant.qdq import _load
 
     model, summary = emulate(_load(fp32_model_path), symmetric_thresholds(ranges), weight_scale=weight_scale,
                              per_channel=per_channel, float_convs=float_convs)
@@ -297,6 +298,6 @@ def quantize_vacc(fp32_model_path: str | Path, out_path: str | Path, ranges: Map
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise BuildError(f"vacc numerics made an invalid model: {exc}") from exc
-    with _atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         onnx.save_model(model, str(tmp))
     return summary
