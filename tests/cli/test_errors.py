@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -131,3 +132,21 @@ def test_checkpoint_of_another_row(capsys, tmp_path, weights_dir) -> None:
 def test_debug_shows_traceback(capsys, tmp_path) -> None:
     code, _, err = _run(capsys, ["--debug", "export", "nope", "--workdir", str(tmp_path)])
     assert code == 2 and "Traceback" in err
+
+
+def test_a_repeated_warning_is_shown_once_per_command(capsys) -> None:
+    """The CLI's stderr handler shows each distinct warning once per command (the pipeline's stages
+    would otherwise repeat the house-weights warning once each); a new command shows it again."""
+    import logging
+
+    from vacc_deploy.cli import _configure_logging
+
+    args = argparse.Namespace(debug=False, quiet=False, verbose=False)
+    log = logging.getLogger("vacc_deploy.test_once")
+    for _ in range(2):
+        _configure_logging(args)
+        for _ in range(3):
+            log.warning("same warning")
+        log.warning("another warning")
+    err = capsys.readouterr().err
+    assert err.count("WARNING: same warning") == 2 and err.count("WARNING: another warning") == 2

@@ -88,10 +88,29 @@ def _configure_logging(args: argparse.Namespace) -> None:
         root.removeHandler(old)
     handler = _Handler(sys.stderr)
     handler.setFormatter(_Format("%(message)s"))
+    handler.addFilter(_OncePerCommand())
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
     own = logging.WARNING if args.quiet else logging.DEBUG if (args.verbose or args.debug) else logging.INFO
     logging.getLogger("vacc_deploy").setLevel(own)
+
+
+class _OncePerCommand(logging.Filter):
+    """Show each distinct warning once per command: the stages of one run look the weights up one
+    after another and would repeat the same house-weights warning (the report keeps it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        text = record.getMessage()
+        if text in self._seen:
+            return False
+        self._seen.add(text)
+        return True
 
 
 class _Handler(logging.StreamHandler):
