@@ -70,6 +70,19 @@ def test_float_edges_by_default(env) -> None:
     assert all(_weight_is_float(model, name) for name in edges)
 
 
+def test_16bit_activations_build(env) -> None:
+    built = _build(env, precision="int8", quant="max", activation_bits=16)
+    assert built.folder != _build(env, precision="int8", quant="max").folder
+    assert built.manifest["settings"]["activation_bits"] == 16
+    model = onnx.load(str(built.model_path))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert qs and all(inits[n.input[2]].dtype == np.uint16 for n in qs)
+    assert not _weight_is_float(model, "/conv2/conv2.0/Conv")  # int8 weights through DequantizeLinear
+    out = OrtSession(built.model_path).run(np.zeros(SHAPE, np.float32))
+    assert out.shape == (1, 3, 64, 64) and np.isfinite(out).all()
+
+
 def test_fp16_keeps_float32_io(env) -> None:
     built = _build(env, precision="fp16")
     sess = OrtSession(built.model_path)
@@ -81,6 +94,8 @@ def test_fp16_keeps_float32_io(env) -> None:
     ({"precision": "int8", "quant": "nope"}, "unknown method"),
     ({"precision": "int8", "quant": "max", "skip_layers": ("/no/such/Conv",)}, "no Conv layer"),
     ({"precision": "int9"}, "expected one of"),
+    ({"precision": "int8", "quant": "max", "activation_bits": 12}, "activation_bits"),
+    ({"precision": "int8", "quant": "max", "activation_bits": 16, "numerics": "vacc"}, "8 bits only"),
 ])
 def test_bad_build_options(env, opts, match) -> None:
     with pytest.raises(UsageError, match=match):

@@ -54,7 +54,9 @@ class BuildOptions:
     arithmetic the build computes (:data:`Numerics`); ``weight_scale`` (vacc numerics only, as in the
     vamc YAML) is TVM's weight threshold rule, ``power2`` by default as in TVM's ``qconfig``. The vacc
     numerics keep in float exactly the Conv layers the vamc YAML lists (``skip_layers`` and the edges
-    when ``float_edges``), nothing else: ``int8_ops`` and ``reduce_range`` do not apply to it."""
+    when ``float_edges``), nothing else: ``int8_ops`` and ``reduce_range`` do not apply to it.
+    ``activation_bits`` (ONNX Runtime numerics only): 8 (uint8 activations, default) or 16 (uint16
+    activations, int8 weights; ORT runs them in float on CPU, so a fidelity build, not a fast one)."""
 
     precision: str = "fp32"
     quant: str | None = None
@@ -68,6 +70,7 @@ class BuildOptions:
     max_float_layers: int | None = None
     numerics: Numerics = "onnxruntime"
     weight_scale: WeightScale = DEFAULT_WEIGHT_SCALE
+    activation_bits: int = 8
 
 
 @dataclass
@@ -211,6 +214,7 @@ def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduc
         "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "edges": opts.float_edges,
         "percentile": opts.percentile, "int8_ops": opts.int8_ops,
         "reduce_range": reduce_range, "calib": calib.sha256 if calib else None,
+        **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
         "versions": artifacts.tool_versions(),
         **({"numerics": opts.numerics, "weight_scale": opts.weight_scale, "vacc_format": VACC_FORMAT}
            if opts.numerics == "vacc" and opts.precision == "int8" else {}),
@@ -232,11 +236,14 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
     if opts.numerics == "vacc":
         from vacc_deploy.quant.vacc_numerics import quantize_vacc
 
+        if opts.activation_bits != 8:
+            raise UsageError("vacc numerics quantize activations to 8 bits only")
         extra["vacc_numerics"] = quantize_vacc(model_path, tmp / "model.onnx", ranges, weight_scale=opts.weight_scale,
                                                per_channel=opts.per_channel, float_convs=names)
     else:
         quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
-                      nodes_to_exclude=exclude, reduce_range=reduce_range, op_types=INT8_OP_SETS[opts.int8_ops])
+                      nodes_to_exclude=exclude, reduce_range=reduce_range, op_types=INT8_OP_SETS[opts.int8_ops],
+                      activation_bits=opts.activation_bits)
     _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)
     artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.items()})
     return {"calibration": {**info, "n_skipped_images": calib.manifest.get("n_skipped", 0)},
@@ -315,6 +322,7 @@ def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
         return {"keep_io_types": True}  # fp16 weights and compute, fp32 inputs and outputs
     return {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers), "float_edges": opts.float_edges,
             "percentile": opts.percentile, "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
+            **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
             **({"numerics": "vacc", "weight_scale": opts.weight_scale} if opts.numerics == "vacc" else {})}
 
 

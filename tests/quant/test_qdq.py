@@ -80,6 +80,32 @@ def test_nodes_to_exclude_keeps_conv_float(tiny_model, ranges, tmp_path):
     _run(out, np.zeros((1, 3, 16, 16), np.float32))
 
 
+def test_16bit_activations_keep_int8_weights_and_cut_the_error(tiny_model, ranges, images, tmp_path):
+    out8, out16 = tmp_path / "q8.onnx", tmp_path / "q16.onnx"
+    quantize_int8(tiny_model, out8, ranges)
+    quantize_int8(tiny_model, out16, ranges, activation_bits=16)
+    model = onnx.load(str(out16))
+    inits = _inits(model)
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert qs and all(inits[n.input[2]].dtype == np.uint16 for n in qs)
+    node = next(n for n in qs if n.input[0] == "t3")
+    lo, hi = min(ranges["t3"][0], 0.0), max(ranges["t3"][1], 0.0)
+    assert float(inits[node.input[1]]) == pytest.approx((hi - lo) / 65535.0, rel=1e-5)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == conv.input[1])
+        assert inits[dq.input[0]].dtype == np.int8
+    x = images[0]
+    ref = _run(tiny_model, x)
+    err8, err16 = (float(np.abs(_run(p, x) - ref).max()) for p in (out8, out16))
+    assert err16 < err8
+
+
+def test_activation_bits_must_be_8_or_16(tiny_model, ranges, tmp_path):
+    with pytest.raises(UsageError, match="activation_bits"):
+        quantize_int8(tiny_model, tmp_path / "q.onnx", ranges, activation_bits=12)
+
+
 def test_quantize_int8_errors(tiny_model, ranges, tmp_path):
     out = tmp_path / "bad.onnx"
     with pytest.raises(UsageError, match="not found"):

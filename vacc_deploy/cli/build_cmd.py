@@ -39,6 +39,8 @@ def _print_onnx(config, built, backend: str) -> None:
         print(f"  weights  {'per-channel' if m['settings']['per_channel'] else 'per-tensor'}, "
               f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}"
               + (f", weight_scale {m['settings']['weight_scale']}" if "weight_scale" in m["settings"] else ""))
+        if m["settings"].get("activation_bits", 8) != 8:
+            print(f"  activations {m['settings']['activation_bits']}-bit")
         if "vacc_numerics" in m:
             v = m["vacc_numerics"]
             print(f"  int8     TVM rules (emulated): {v['int8_activations']} int8 activation tensors, "

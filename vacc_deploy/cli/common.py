@@ -97,6 +97,9 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
     parser.add_argument("--reduce-range", choices=("auto", "on", "off"), default="off",
                         help="7-bit int8 weights (auto: on for x86 CPUs without VNNI; default off: sessions "
                              "there use ONNX Runtime's exact int8 kernels)")
+    parser.add_argument("--activation-bits", dest="activation_bits", type=int, choices=(8, 16), default=8,
+                        help="int8 activation width: 8 (default) or 16 (uint16 activations with int8 weights; "
+                             "run in float by ONNX Runtime's CPU: higher fidelity, not faster)")
     add_calib_args(parser)
 
 
@@ -141,7 +144,7 @@ def request_from_args(args: argparse.Namespace):
                          percentile=args.percentile, int8_ops=getattr(args, "int8_ops", "compute"),
                          target_drop=getattr(args, "target_drop", None),
                          max_float_layers=getattr(args, "max_float_layers", None),
-                         reduce_range=args.reduce_range)
+                         reduce_range=args.reduce_range, activation_bits=getattr(args, "activation_bits", 8))
     calib = CalibRequest(images=args.calib_images, num=args.num, seed=args.seed, mode=args.calib_mode,
                          degrade=args.degrade)
     return ModelRequest(weights=args.weights, shape=shape, opset=getattr(args, "opset", 17),

@@ -150,6 +150,7 @@ def quantize_int8(
     nodes_to_exclude: Sequence[str] = (),
     op_types: Sequence[str] = DEFAULT_OP_TYPES,
     reduce_range: bool = False,
+    activation_bits: int = 8,
 ) -> None:
     """Write a QDQ int8 model of ``fp32_model_path`` to ``out_path`` using ``ranges``.
 
@@ -161,19 +162,26 @@ def quantize_int8(
     ``reduce_range`` quantizes weights to 7 bits. ONNX Runtime's fused u8s8 CPU kernels can saturate
     on x86-64 CPUs without VNNI (AVX2 only): the QDQ model itself is exact to its ranges, but running
     it there with graph optimizations on may be noticeably less accurate; reduce_range avoids it.
+
+    ``activation_bits`` is 8 (uint8 activations, the default) or 16 (uint16 activations with the
+    same int8 weights: ONNX QuantizeLinear/DequantizeLinear at opset 21, which ONNX Runtime's CPU
+    runs in float, so it is a fidelity reference rather than a fast build).
     """
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import QuantType, update_opset_version
 
+    if activation_bits not in (8, 16):
+        raise UsageError(f"activation_bits {activation_bits}: expected 8 or 16")
+    activation_type = QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16
     model = _load(fp32_model_path)
     untie_initializers(model)
     model = infer_shapes(model)
     _check_request(model, ranges, list(nodes_to_exclude), list(op_types))
     made_by = producer_ops(model)
     try:
-        model = update_opset_version(model, QuantType.QInt8, QuantType.QUInt8)
+        model = update_opset_version(model, QuantType.QInt8, activation_type)
         quantizer = QDQQuantizer(
-            model, per_channel, reduce_range, QuantType.QInt8, QuantType.QUInt8,
+            model, per_channel, reduce_range, QuantType.QInt8, activation_type,
             _tensors_data(ranges),  # fresh object: ORT mutates it (Relu/Clip input ranges)
             [], list(nodes_to_exclude), list(op_types), {},
         )
