@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
-def _load(model_path: str | Path) -> onnx.ModelProto:
+def load_model(model_path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX model; BuildError naming the file when it cannot be read."""
     try:
         return onnx.load(str(model_path))
     except Exception as exc:  # OSError, DecodeError, ...
@@ -173,7 +174,7 @@ def quantize_int8(
     if activation_bits not in (8, 16):
         raise UsageError(f"activation_bits {activation_bits}: expected 8 or 16")
     activation_type = QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16
-    model = _load(fp32_model_path)
+    model = load_model(fp32_model_path)
     untie_initializers(model)
     model = infer_shapes(model)
     _check_request(model, ranges, list(nodes_to_exclude), list(op_types))
@@ -205,19 +206,25 @@ def convert_fp16(fp32_model_path: str | Path, out_path: str | Path) -> None:
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = _load(fp32_model_path)
+    model = load_model(fp32_model_path)
     try:
         half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
     except Exception as exc:
         raise BuildError(f"fp16 conversion failed: {exc}") from exc
     _drop_duplicate_nodes(half)
     _sort_topologically(half)
+    save_checked(half, out_path, "fp16 conversion")
+
+
+def save_checked(model: onnx.ModelProto, out_path: str | Path, made_by: str) -> None:
+    """Write ``model`` to ``out_path`` atomically once ``onnx.checker`` accepts it; otherwise raise
+    BuildError saying ``made_by`` made an invalid model (nothing is written)."""
     try:
-        onnx.checker.check_model(half)
+        onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise BuildError(f"fp16 conversion made an invalid model: {exc}") from exc
+        raise BuildError(f"{made_by} made an invalid model: {exc}") from exc
     with atomic_path(out_path) as tmp:
-        onnx.save_model(half, str(tmp))
+        onnx.save_model(model, str(tmp))
 
 
 def _sort_topologically(model: onnx.ModelProto) -> None:

@@ -289,15 +289,9 @@ def quantize_vacc(fp32_model_path: str | Path, out_path: str | Path, ranges: Map
     """Write the ``vacc``-profile QDQ model of ``fp32_model_path`` to ``out_path`` (atomically) from
     calibrated ``ranges`` (tensor -> (min, max); the threshold is the larger magnitude). Returns the
     :func:`emulate` summary. Raises UsageError / BuildError; never leaves a partial file."""
-    from vacc_deploy.artifacts import atomic_path
-    from vacc_deploy.quant.qdq import _load
+    from vacc_deploy.quant.qdq import load_model, save_checked
 
-    model, summary = emulate(_load(fp32_model_path), symmetric_thresholds(ranges), weight_scale=weight_scale,
+    model, summary = emulate(load_model(fp32_model_path), symmetric_thresholds(ranges), weight_scale=weight_scale,
                              per_channel=per_channel, float_convs=float_convs)
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise BuildError(f"vacc numerics made an invalid model: {exc}") from exc
-    with atomic_path(out_path) as tmp:
-        onnx.save_model(model, str(tmp))
+    save_checked(model, out_path, "vacc numerics")
     return summary
