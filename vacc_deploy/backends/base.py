@@ -10,12 +10,14 @@ object, so adding a backend is one module plus one registry line.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
+from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import ModelSpec
 
 #: What the build stage must produce for a backend: the fixed-shape ONNX file of the requested
@@ -71,6 +73,23 @@ class BuiltModel:
     vdsp_json: Path | None = None
     config: object | None = None  # the RowConfig (torch backend rebuilds the module from it)
     numerics: str | None = None  # int8: whose arithmetic (vacc_deploy.build.Numerics)
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it (a module whose
+    ``sys.modules`` entry is None counts as missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def onnx_model(built: BuiltModel, runtime: str) -> Path:
+    """The ONNX file ``built`` carries for a backend that runs ONNX builds; BuildError naming
+    ``runtime`` when the build stage made none."""
+    if built.onnx_path is None:
+        raise BuildError(f"row '{built.row}': no ONNX model was built for {runtime}")
+    return built.onnx_path
 
 
 class Backend(ABC):

@@ -9,14 +9,13 @@ VNNI run faster than ONNX Runtime's exact int8 kernels (see docs/benchmarks.md, 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions
+from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed, onnx_model
 from vacc_deploy.errors import BackendUnavailable, BuildError
 
 INSTALL_HINT = "pip install vacc-deploy[openvino]"
@@ -72,9 +71,7 @@ class OpenVinoSession:
 
 def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) -> OpenVinoSession:
     """Run ``built.onnx_path`` (see :class:`OpenVinoBackend`)."""
-    if built.onnx_path is None:
-        raise BuildError(f"row '{built.row}': no ONNX model was built for OpenVINO")
-    return OpenVinoSession(built.onnx_path, options.threads)
+    return OpenVinoSession(onnx_model(built, "OpenVINO"), options.threads)
 
 
 class OpenVinoBackend(Backend):
@@ -86,11 +83,7 @@ class OpenVinoBackend(Backend):
     artifact = "onnx"
 
     def unavailable_reason(self) -> str | None:
-        try:
-            found = importlib.util.find_spec("openvino") is not None
-        except (ImportError, ValueError):  # e.g. sys.modules["openvino"] is None
-            found = False
-        return None if found else f"openvino is not installed ({INSTALL_HINT})"
+        return None if installed("openvino") else f"openvino is not installed ({INSTALL_HINT})"
 
     def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> OpenVinoSession:
         return open_session(built, options)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vacc_deploy.artifacts import x86_without_vnni
-from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions
+from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed, onnx_model
 from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
 
@@ -97,9 +97,7 @@ class OrtSession:
 
 def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) -> OrtSession:
     """Run ``built.onnx_path`` (see :class:`OrtBackend`)."""
-    if built.onnx_path is None:
-        raise BuildError(f"row '{built.row}': no ONNX model was built for ONNX Runtime")
-    return OrtSession(built.onnx_path, options.threads)
+    return OrtSession(onnx_model(built, "ONNX Runtime"), options.threads)
 
 
 class OrtBackend(Backend):
@@ -111,9 +109,7 @@ class OrtBackend(Backend):
     artifact = "onnx"
 
     def unavailable_reason(self) -> str | None:
-        import importlib.util
-
-        return None if importlib.util.find_spec("onnxruntime") else "onnxruntime is not installed"
+        return None if installed("onnxruntime") else "onnxruntime is not installed"
 
     def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> OrtSession:
         return open_session(built, options)

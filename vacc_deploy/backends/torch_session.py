@@ -6,11 +6,10 @@ whole image at once; with ``tile_shape`` it behaves like a fixed-shape model (fo
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 
-from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions
+from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import BuildError
 
@@ -62,7 +61,7 @@ class TorchBackend(Backend):
     precisions = ("fp32",)
 
     def unavailable_reason(self) -> str | None:
-        return None if importlib.util.find_spec("torch") else "torch is not installed (pip install vacc-deploy[export])"
+        return None if installed("torch") else "torch is not installed (pip install vacc-deploy[export])"
 
     def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> TorchSession:
         return open_session(built, options)

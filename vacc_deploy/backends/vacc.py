@@ -8,7 +8,6 @@ created. See ``docs/vacc.md`` for the flow end to end.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -22,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions
+from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed
 from vacc_deploy.backends.vacc_yaml import (  # noqa: F401  (re-exported)
     VAMC_QUANT_MODES,
     VamcFiles,
@@ -44,10 +43,7 @@ def vacc_available() -> tuple[bool, str]:
     """Whether the VACC backend can be used here (``vamc`` on PATH and ``vaststreamx`` importable),
     with a one-line reason. Nothing is imported."""
     vamc = shutil.which("vamc")
-    try:
-        has_vsx = importlib.util.find_spec("vaststreamx") is not None
-    except (ImportError, ValueError):  # e.g. sys.modules["vaststreamx"] is None
-        has_vsx = False
+    has_vsx = installed("vaststreamx")
     if vamc and has_vsx:
         return True, f"vamc found at {vamc} and vaststreamx is importable"
     missing = [m for m, ok in (("vamc not found on PATH", vamc), ("vaststreamx not importable", has_vsx))
