@@ -6,9 +6,11 @@ import contextlib
 import functools
 import http.server
 import socket
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -54,3 +56,16 @@ def row_variant(tmp: Path, row: str, **changes: object) -> Path:
     path = tmp / f"{row}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def load_from_bytes(data: bytes, name: str, load: Callable[[Path], Any], error: type[Exception]) -> Any:
+    """``load`` on a temporary file ``name`` holding ``data``; None when it raised ``error``, whose
+    message must be one line naming the file (the fuzz tests' contract for every reader)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        try:
+            return load(path)
+        except error as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc)  # one line naming the file
+            return None

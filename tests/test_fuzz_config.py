@@ -4,14 +4,13 @@ Python exception). Bounded (max_examples) so the suite stays fast."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import load_from_bytes
 from vacc_deploy.config import CONFIG_DIR, RowConfig, available_rows, load_row
 from vacc_deploy.errors import ConfigError, VaccError
 
@@ -27,15 +26,8 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
 
 def _load_bytes(data: bytes) -> RowConfig | None:
     """load_row on a temporary YAML file holding ``data``; None when it raised a typed error."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "row.yaml"
-        path.write_bytes(data)
-        try:
-            config = load_row(path)
-        except VaccError as exc:
-            assert str(path) in str(exc) and "\n" not in str(exc)  # one line naming the file
-            return None
-    assert isinstance(config, RowConfig)
+    config = load_from_bytes(data, "row.yaml", load_row, VaccError)
+    assert config is None or isinstance(config, RowConfig)
     return config
 
 

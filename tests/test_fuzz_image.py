@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import struct
-import tempfile
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import load_from_bytes
 from vacc_deploy.errors import ImageError
 from vacc_deploy.imaging.io import Image, read_image
 
@@ -38,14 +37,9 @@ SAMPLES = {f"{ext}-{np.dtype(dt).name}-{c}": _encoded(ext, dt, c)
 
 def _read_bytes(data: bytes, suffix: str = ".png") -> Image | None:
     """read_image on a temporary file holding ``data``; None when it raised ImageError."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"img{suffix}"
-        path.write_bytes(data)
-        try:
-            image = read_image(path)
-        except ImageError as exc:
-            assert str(path) in str(exc) and "\n" not in str(exc)  # one line naming the file
-            return None
+    image = load_from_bytes(data, f"img{suffix}", read_image, ImageError)
+    if image is None:
+        return None
     h, w = image.rgb.shape[:2]
     assert image.rgb.shape == (h, w, 3) and image.rgb.dtype == np.float32 and h * w > 0
     assert np.all(np.isfinite(image.rgb)) and image.rgb.min() >= 0 and image.rgb.max() <= 1
