@@ -9,7 +9,7 @@ around it stay). Both files are rewritten after each row, so an interrupted run 
 Official weights are used where the row's checkpoint is in ``$VACC_DEPLOY_WEIGHTS`` or --weights-dir,
 else the synthetic-v1 weights (labelled in the table; speed does not depend on the weights). int8 is
 calibrated on --calib-images with --num samples. Each configuration runs in a fresh process (see
-:mod:`vacc_deploy.bench_worker`). The big rows (EDSR at 256x256, Bicubic++ at 1080p) take long on
+:mod:`vacc_deploy.benchmark.worker`). The big rows (EDSR at 256x256, Bicubic++ at 1080p) take long on
 a few cores: use --rows and --iters.
 
     PYTHONPATH=. python scripts/bench_all.py --rows lesrcnn_x2,bicubic_pp_x3 --iters 5

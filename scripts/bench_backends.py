@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vacc_deploy.backends import SessionOptions, open_session  # noqa: E402
-from vacc_deploy.build import BuildOptions  # noqa: E402
+from vacc_deploy.backends.ort.build import BuildOptions  # noqa: E402
 from vacc_deploy.config import load_row  # noqa: E402
 from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage  # noqa: E402
 

@@ -56,7 +56,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path], dict]:
 
 
 def _source(calib_folder: Path, spec: dict):
-    from vacc_deploy.calibset import CalibSet, CalibSource
+    from vacc_deploy.calibration.dataset import CalibSet, CalibSource
     from vacc_deploy.spec import ModelSpec
 
     m = json.loads((calib_folder / "manifest.json").read_text())
@@ -68,7 +68,7 @@ def _infer(onnx_path: Path, source, runs: int) -> float:
     warm-up run when ``runs`` > 1)."""
     import onnxruntime as ort
 
-    from vacc_deploy.backends.ort import session_options
+    from vacc_deploy.backends.ort.session import session_options
 
     sess = ort.InferenceSession(str(onnx_path), session_options(), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
@@ -89,7 +89,7 @@ def _worker(kind: str, onnx_path: Path, calib_folder: Path, spec: dict, method: 
     if kind == "infer":
         out["s_per_img"] = _infer(onnx_path, source, runs)
     elif kind == "ours":
-        from vacc_deploy.quant import calibrate
+        from vacc_deploy.calibration import calibrate
 
         res = calibrate(onnx_path, source, method, progress=False)
         out.update(segments=res.segments, s_per_img=(time.perf_counter() - t0) / len(source))
@@ -98,7 +98,7 @@ def _worker(kind: str, onnx_path: Path, calib_folder: Path, spec: dict, method: 
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         _stock(onnx_path, source, method)
         out["s_per_img"] = (time.perf_counter() - t0) / len(source)
-    from vacc_deploy.bench import peak_rss_mb
+    from vacc_deploy.benchmark.measure import peak_rss_mb
 
     return {**out, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
 

@@ -36,7 +36,7 @@ def optimized_op_counts(onnx_path: Path, threads: int | None = None) -> dict[str
     import onnx
     import onnxruntime as ort
 
-    from vacc_deploy.backends.ort import session_options
+    from vacc_deploy.backends.ort.session import session_options
 
     with tempfile.TemporaryDirectory() as tmp:
         opts = session_options(threads)
@@ -55,7 +55,7 @@ def interleaved_p50(paths: list[Path], x_shape: tuple[int, ...], iters: int, war
 
     import numpy as np
 
-    from vacc_deploy.backends.ort import OrtSession
+    from vacc_deploy.backends.ort.session import OrtSession
 
     sessions = [OrtSession(p, threads) for p in paths]
     x = np.random.default_rng(0).random(x_shape, dtype=np.float32)
@@ -80,7 +80,7 @@ def _default_weights(row: str) -> str:
 def _built(args: argparse.Namespace, precision: str, reduce_range: str, int8_ops: str) -> BuiltModel:
     """The --row model at 1x3x128x128 of this precision and int8 build (int8 method --quant), built
     (or reused) by the pipeline."""
-    from vacc_deploy.build import BuildOptions
+    from vacc_deploy.backends.ort.build import BuildOptions
     from vacc_deploy.config import load_row
     from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage
 
@@ -107,7 +107,7 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vacc_deploy.bench_worker import BenchJob, run_job
+    from vacc_deploy.benchmark.worker import BenchJob, run_job
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--row", default="lesrcnn_x2")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from vacc_deploy.config import load_row
-from vacc_deploy.evaluate import Candidate, evaluate
+from vacc_deploy.evaluation.protocols import Candidate, evaluate
 from vacc_deploy.imaging.datasets import find_pairs
 from vacc_deploy.pipeline import ModelRequest, upscaler_for
 

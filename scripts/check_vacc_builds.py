@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--calib-images", type=Path, default=SHARED / "images" / "RealSRSet")
     ap.add_argument("--rows", default=None)
     args = ap.parse_args()
-    from vacc_deploy.build import BuildOptions
+    from vacc_deploy.backends.ort.build import BuildOptions
     from vacc_deploy.config import load_row, parse_shape
 
     os.environ["PATH"] = os.pathsep.join([str(REPO / "tests" / "backends" / "standins"),

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vacc_deploy.backends.ort import OrtSession
+from vacc_deploy.backends.ort.session import OrtSession
 from vacc_deploy.imaging.io import read_image
-from vacc_deploy.processing import to_network
-from vacc_deploy.quant import quantize_int8
+from vacc_deploy.imaging.processing import to_network
+from vacc_deploy.calibration import quantize_int8
 from vacc_deploy.spec import ModelSpec
 
 VARIANTS = [

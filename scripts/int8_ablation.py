@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 from vacc_deploy.backends import BuiltModel, open_session
-from vacc_deploy.build import BuildOptions, build_onnxruntime
+from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
 from vacc_deploy.config import load_row
-from vacc_deploy.evaluate import Candidate, evaluate
+from vacc_deploy.evaluation.protocols import Candidate, evaluate
 from vacc_deploy.imaging.datasets import find_pairs
-from vacc_deploy.infer import Upscaler
+from vacc_deploy.evaluation.upscaler import Upscaler
 from vacc_deploy.pipeline import CalibRequest, ModelRequest, calib_stage, export_stage
 from vacc_deploy.spec import ModelSpec
 
@@ -56,7 +56,7 @@ def main() -> int:
     for label, opts, ort_rule in VARIANTS:
         row_name = config.name + ("-ortkl" if ort_rule else "")  # separate range cache for ORT's KL rule
         if ort_rule:
-            import vacc_deploy.quant.methods as methods
+            import vacc_deploy.calibration.methods as methods
 
             methods.METHODS["kl_divergence"] = lambda **kw: methods.KLCalibration(**{**kw, "ort_compat": True})
         built = build_onnxruntime(exported.onnx_path, spec, opts, row=row_name, calib=calib, workdir=args.workdir)

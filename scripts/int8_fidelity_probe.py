@@ -25,9 +25,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from vacc_deploy.backends.ort import session_options
-from vacc_deploy.build import float_activations
-from vacc_deploy.quant import INT8_OP_SETS, quantize_int8
+from vacc_deploy.backends.ort.session import session_options
+from vacc_deploy.backends.ort.build import float_activations
+from vacc_deploy.calibration import INT8_OP_SETS, quantize_int8
 
 
 def _crops(dataset: Path, size: int) -> np.ndarray:

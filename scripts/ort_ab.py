@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from vacc_deploy.backends.ort import int8_8bit_weights, session_options
+from vacc_deploy.backends.ort.session import int8_8bit_weights, session_options
 from vacc_deploy.artifacts import x86_without_vnni
 
 

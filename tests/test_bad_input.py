@@ -24,7 +24,7 @@ import pytest
 from tests import bad_inputs as bad
 from tests.helpers import row_variant
 from vacc_deploy.cli import main
-from vacc_deploy.stage_guard import stage_lock, sweep_stale
+from vacc_deploy.artifacts.guard import stage_lock, sweep_stale
 
 ROW = "lesrcnn_x2"
 SHAPE = "1x3x32x32"

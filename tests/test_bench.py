@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vacc_deploy.bench import count_model_calls, latency_stats, measure, model_flops
+from vacc_deploy.benchmark.measure import count_model_calls, latency_stats, measure, model_flops
 from vacc_deploy.cli import main
 from vacc_deploy.spec import ModelSpec
 
@@ -92,8 +92,8 @@ def test_count_model_calls_matches_tiling() -> None:
 
 
 def test_end_to_end_sums_over_images() -> None:
-    from vacc_deploy.bench import end_to_end
-    from vacc_deploy.infer import Upscaler
+    from vacc_deploy.benchmark.measure import end_to_end
+    from vacc_deploy.evaluation.upscaler import Upscaler
 
     sess = CountingSession()
     up = Upscaler(sess, ModelSpec(scale=2, size_multiple=1), overlap=2)
@@ -109,7 +109,7 @@ def test_end_to_end_sums_over_images() -> None:
 def test_end_to_end_images_of_an_evaluation_folder(tmp_path: Path) -> None:
     import cv2
 
-    from vacc_deploy.bench_worker import end_to_end_images
+    from vacc_deploy.benchmark.worker import end_to_end_images
 
     srf = tmp_path / "Set2" / "image_SRF_2"
     srf.mkdir(parents=True)
@@ -161,8 +161,8 @@ def test_benchmark_bad_backend_is_usage_error(capsys) -> None:
 
 def test_worker_peak_rss_is_its_own(tmp_path: Path) -> None:
     """A fresh worker's peak RSS must not include its (bigger) parent's memory."""
-    from vacc_deploy.bench import peak_rss_mb
-    from vacc_deploy.bench_worker import BenchJob, run_job
+    from vacc_deploy.benchmark.measure import peak_rss_mb
+    from vacc_deploy.benchmark.worker import BenchJob, run_job
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
@@ -183,7 +183,7 @@ def test_bench_modules_do_not_import_torch() -> None:
 
     from tests.conftest import REPO
 
-    code = ("import sys, vacc_deploy.bench, vacc_deploy.bench_worker, vacc_deploy.plots, "
+    code = ("import sys, vacc_deploy.benchmark.measure, vacc_deploy.benchmark.worker, vacc_deploy.report.charts, "
             "vacc_deploy.cli.benchmark_cmd; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(REPO)})

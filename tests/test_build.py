@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import pytest
 
-from vacc_deploy.backends.ort import OrtSession
-from vacc_deploy.build import BuildOptions, build_onnxruntime, conv_nodes
-from vacc_deploy.calibset import make_calibration_set
+from vacc_deploy.backends.ort.session import OrtSession
+from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime, conv_nodes
+from vacc_deploy.calibration.dataset import make_calibration_set
 from vacc_deploy.cli import main
 from vacc_deploy.config import load_row
 from vacc_deploy.errors import UsageError
@@ -118,7 +118,7 @@ def test_cli_int8_without_images_is_usage_error(env, capsys) -> None:
 
 
 def test_interrupted_build_leaves_nothing_and_rerun_completes(env, monkeypatch) -> None:
-    import vacc_deploy.quant as quant
+    import vacc_deploy.calibration as quant
 
     real = quant.quantize_int8
 
@@ -142,7 +142,7 @@ def test_conv_indices_follow_graph_order(env) -> None:
 
 def test_weight_width_decides_the_int8_kernels(env) -> None:
     """8-bit weights need ORT's exact int8 kernels on CPUs without VNNI; 7-bit builds do not."""
-    from vacc_deploy.backends.ort import int8_8bit_weights
+    from vacc_deploy.backends.ort.session import int8_8bit_weights
 
     eight = _build(env, precision="int8", quant="max", reduce_range="off")
     seven = _build(env, precision="int8", quant="max", reduce_range="on")

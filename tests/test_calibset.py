@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vacc_deploy.calibset import CalibSource, make_calibration_set
+from vacc_deploy.calibration.dataset import CalibSource, make_calibration_set
 from vacc_deploy.errors import DatasetError, UsageError
 from vacc_deploy.spec import ModelSpec
 

@@ -15,9 +15,9 @@ import torch
 from onnx import TensorProto
 
 from tests.helpers import row_variant
-from vacc_deploy.backends.ort import OrtSession
-from vacc_deploy.build import BuildOptions, build_onnxruntime
-from vacc_deploy.calibset import make_calibration_set
+from vacc_deploy.backends.ort.session import OrtSession
+from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
+from vacc_deploy.calibration.dataset import make_calibration_set
 from vacc_deploy.config import load_row
 from vacc_deploy.export import export_row
 from vacc_deploy.models import create_model

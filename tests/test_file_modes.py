@@ -14,9 +14,9 @@ import pytest
 from tests.quant.graphs import conv_relu_conv_add
 from tests.report.sample import sample_report
 from vacc_deploy import artifacts
-from vacc_deploy.build import BuildOptions, build_onnxruntime
+from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
 from vacc_deploy.imaging.io import write_image
-from vacc_deploy.plots import bar_images_per_s
+from vacc_deploy.report.charts import bar_images_per_s
 from vacc_deploy.report.render import write_report
 from vacc_deploy.spec import ModelSpec
 

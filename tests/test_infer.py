@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vacc_deploy.backends.ort import OrtSession
+from vacc_deploy.backends.ort.session import OrtSession
 from vacc_deploy.config import load_row
-from vacc_deploy.evaluate import load_pair
+from vacc_deploy.evaluation.protocols import load_pair
 from vacc_deploy.imaging.datasets import find_pairs
 from vacc_deploy.imaging.io import to_uint
 from vacc_deploy.imaging.metrics import psnr_y
-from vacc_deploy.infer import Upscaler
+from vacc_deploy.evaluation.upscaler import Upscaler
 from vacc_deploy.pipeline import ModelRequest, build_stage
 
 TILE = (1, 3, 48, 48)
@@ -25,7 +25,7 @@ def lesrcnn(weights_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("w")
     onnx_model = build_stage(config, req, work)
     torch_model = build_stage(config, ModelRequest(weights=req.weights, backend="torch"), work)
-    from vacc_deploy.backends.torch_session import open_session as open_torch
+    from vacc_deploy.backends.pytorch import open_session as open_torch
     from vacc_deploy.backends import SessionOptions
 
     tiled = Upscaler(OrtSession(onnx_model.onnx_path), onnx_model.spec, overlap=16)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import row_variant
 from tests.quant.graphs import conv_relu_conv_add
-from vacc_deploy.build import BuildOptions, build_onnxruntime
+from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
 from vacc_deploy.config import available_rows, load_row
 from vacc_deploy.report.model import ReportData
 from vacc_deploy.report.sections import weights_sentence

@@ -53,7 +53,7 @@ def test_pipeline_runs_then_reuses_everything(data, tmp_path, capsys) -> None:
 
 
 def test_interrupted_calibration_rerun_is_identical(data, tmp_path, monkeypatch, capsys) -> None:
-    import vacc_deploy.quant as quant
+    import vacc_deploy.calibration as quant
 
     clean = tmp_path / "clean"
     assert main(_args(data, clean)) == 0

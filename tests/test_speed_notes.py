@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vacc_deploy.speed_notes import speed_notes
+from vacc_deploy.benchmark.notes import speed_notes
 
 AVX2 = {"processor": "x86_64", "platform": "Linux-x86_64", "cpu_flags": ["avx2", "fma", "f16c"]}
 VNNI = {**AVX2, "cpu_flags": ["avx2", "fma", "f16c", "avx512f", "avx512_vnni"]}

@@ -24,7 +24,7 @@ from vacc_deploy.errors import ConfigError, UsageError
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 #: Where house weights live (package data, beside ``model_configs/``).
 HOUSE_DIR = Path(__file__).resolve().parent / "house_weights"
-#: The int8 calibration methods (:data:`vacc_deploy.quant.METHODS` implements each); one vocabulary
+#: The int8 calibration methods (:data:`vacc_deploy.calibration.METHODS` implements each); one vocabulary
 #: for the YAML's ``quant.method``, the CLI's ``--quant`` and the vamc build.
 QuantMethod = Literal["percentile", "kl_divergence", "max", "mse"]
 QUANT_METHODS: tuple[str, ...] = get_args(QuantMethod)

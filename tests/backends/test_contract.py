@@ -24,7 +24,7 @@ from vacc_deploy.backends import (
     get_backend,
     open_session,
 )
-from vacc_deploy.build import PRECISIONS, BuildOptions
+from vacc_deploy.backends.ort.build import PRECISIONS, BuildOptions
 from vacc_deploy.config import load_row
 from vacc_deploy.errors import BuildError
 from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
-from vacc_deploy.backends import vacc
-from vacc_deploy.backends.vacc import (
+from vacc_deploy.backends.vacc import session as vacc
+from vacc_deploy.backends.vacc.session import (
     VaccSession,
     compile_vamc,
     vacc_available,
@@ -200,7 +200,7 @@ def test_session_without_sdk(tmp_path, monkeypatch):
 
 
 def test_import_does_not_import_vaststreamx():
-    code = ("import sys; sys.path.insert(0, %r); import vacc_deploy.backends.vacc; "
+    code = ("import sys; sys.path.insert(0, %r); import vacc_deploy.backends.vacc.session; "
             "assert 'vaststreamx' not in sys.modules; assert 'torch' not in sys.modules" % str(STANDINS))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)

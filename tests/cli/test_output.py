@@ -9,7 +9,7 @@ import pytest
 
 from vacc_deploy.cli import COMMANDS, build_parser
 from vacc_deploy.config import QUANT_METHODS
-from vacc_deploy.quant.methods import METHODS
+from vacc_deploy.calibration.methods import METHODS
 
 
 @pytest.mark.parametrize("argv, debug, verbose, quiet", [

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tests.models.conftest import REALESRGAN_ROWS, parity_file
-from vacc_deploy.backends.ort import OrtSession
+from vacc_deploy.backends.ort.session import OrtSession
 from vacc_deploy.config import load_row
 from vacc_deploy.errors import WeightsError
 from vacc_deploy.export import export_row

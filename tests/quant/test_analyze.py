@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 
 from tests.quant.graphs import random_inputs
-from vacc_deploy.quant import quantize_int8
-from vacc_deploy.quant.analyze import OUTPUT_LAYER, ErrorStats, analyze_layers, quantized_convs
+from vacc_deploy.calibration import quantize_int8
+from vacc_deploy.evaluation.analysis import OUTPUT_LAYER, ErrorStats, analyze_layers, quantized_convs
 
 
 def test_error_stats_match_brute_force() -> None:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.quant import METHODS, ArraySource, CalibrationResult, CallableSource, calibrate
-from vacc_deploy.quant.collect import infer_shapes, plan_groups, select_tensors, tensor_nbytes
-from vacc_deploy.quant.segments import plan_segments
-from vacc_deploy.quant.methods import KLCalibration, MaxCalibration, PercentileCalibration
-from vacc_deploy.quant.stats import TensorStats
+from vacc_deploy.calibration import METHODS, ArraySource, CalibrationResult, CallableSource, calibrate
+from vacc_deploy.calibration.collect import infer_shapes, plan_groups, select_tensors, tensor_nbytes
+from vacc_deploy.calibration.segments import plan_segments
+from vacc_deploy.calibration.methods import KLCalibration, MaxCalibration, PercentileCalibration
+from vacc_deploy.calibration.stats import TensorStats
 
 
 def _stats(data: np.ndarray, kind: str | None) -> TensorStats:
@@ -154,7 +154,7 @@ def test_kl_ignores_the_zero_spike_of_relu_outputs():
 
 
 def test_mse_range_trades_clipping_against_rounding():
-    from vacc_deploy.quant.methods import MSECalibration
+    from vacc_deploy.calibration.methods import MSECalibration
 
     rng = np.random.default_rng(1)
     data = rng.laplace(0.0, 1.0, 200_000).astype(np.float32)  # heavy tails

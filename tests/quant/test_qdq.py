@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.quant import ArraySource, calibrate, convert_fp16, quantize_int8
+from vacc_deploy.calibration import ArraySource, calibrate, convert_fp16, quantize_int8
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_sr_like_graph_end_to_end(images, tmp_path):
 def test_float_nodes_read_float_tensors(tiny_model, ranges, images, tmp_path):
     """With only Conv/Relu int8, the residual Add reads the float input and the float output of c2
     (ORT alone routes both through Q/DQ pairs), and no Q/DQ pair is left without a reader."""
-    from vacc_deploy.quant import INT8_OP_SETS
+    from vacc_deploy.calibration import INT8_OP_SETS
 
     out = tmp_path / "q.onnx"
     quantize_int8(tiny_model, out, ranges, op_types=INT8_OP_SETS["compute"])
@@ -177,7 +177,7 @@ def test_float_nodes_read_float_tensors(tiny_model, ranges, images, tmp_path):
 def test_float_conv_after_folded_relu_keeps_the_relu(tiny_model, ranges, images, tmp_path):
     """ORT deletes the Relu r1 after the int8 conv c1 (its output name t2 goes to c1; the Relu lives
     on in the Q/DQ pair's clipping at 0): the float conv c2 must keep reading that pair."""
-    from vacc_deploy.quant import INT8_OP_SETS
+    from vacc_deploy.calibration import INT8_OP_SETS
 
     out = tmp_path / "q.onnx"
     quantize_int8(tiny_model, out, ranges, op_types=INT8_OP_SETS["compute"], nodes_to_exclude=["c2"])

@@ -9,10 +9,10 @@ import pytest
 from onnxruntime.quantization.calibrate import HistogramCollector
 
 from tests.quant.conftest import TENSORS
-from vacc_deploy.quant import ArraySource, calibrate
-from vacc_deploy.quant.collect import DEFAULT_OP_TYPES, infer_shapes, select_tensors
-from vacc_deploy.quant.methods import KLCalibration, PercentileCalibration, _window_divergence
-from vacc_deploy.quant.stats import TensorStats
+from vacc_deploy.calibration import ArraySource, calibrate
+from vacc_deploy.calibration.collect import DEFAULT_OP_TYPES, infer_shapes, select_tensors
+from vacc_deploy.calibration.methods import KLCalibration, PercentileCalibration, _window_divergence
+from vacc_deploy.calibration.stats import TensorStats
 
 
 def streamed(chunks, kind, num_bins=2048) -> TensorStats:

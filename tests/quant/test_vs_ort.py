@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
 
-from vacc_deploy.quant import ArraySource, calibrate
-from vacc_deploy.quant.methods import _window_divergence
+from vacc_deploy.calibration import ArraySource, calibrate
+from vacc_deploy.calibration.methods import _window_divergence
 
 ORT = {
     "max": (CalibrationMethod.MinMax, {}),

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from vacc_deploy.backends.base import Artifact, Backend, BuiltModel, Session, SessionOptions
 from vacc_deploy.backends.openvino import OpenVinoBackend
-from vacc_deploy.backends.ort import OrtBackend
-from vacc_deploy.backends.torch_session import TorchBackend
-from vacc_deploy.backends.vacc import VaccBackend
+from vacc_deploy.backends.ort.session import OrtBackend
+from vacc_deploy.backends.pytorch import TorchBackend
+from vacc_deploy.backends.vacc.session import VaccBackend
 from vacc_deploy.errors import BackendUnavailable, UsageError
 
 __all__ = ["AUTO", "AUTO_ORDER", "Artifact", "BACKENDS", "Backend", "BuiltModel", "DEFAULT_BACKEND", "Session",

@@ -72,7 +72,7 @@ class BuiltModel:
     vacc_dir: Path | None = None
     vdsp_json: Path | None = None
     config: object | None = None  # the RowConfig (torch backend rebuilds the module from it)
-    numerics: str | None = None  # int8: whose arithmetic (vacc_deploy.build.Numerics)
+    numerics: str | None = None  # int8: whose arithmetic (vacc_deploy.backends.ort.build.Numerics)
 
 
 def installed(module: str) -> bool:

@@ -2,7 +2,7 @@
 OpenVINO's CPU plugin. Optional (``pip install vacc-deploy[openvino]``); ``openvino`` is imported
 only when a session is opened. Torch-free.
 
-The int8 build is the QDQ file of :mod:`vacc_deploy.build`: OpenVINO's low-precision transformations
+The int8 build is the QDQ file of :mod:`vacc_deploy.backends.ort.build`: OpenVINO's low-precision transformations
 turn its QuantizeLinear/DequantizeLinear pairs into int8 convolutions, which on x86 CPUs without
 VNNI run faster than ONNX Runtime's exact int8 kernels (see docs/benchmarks.md, OpenVINO section).
 """

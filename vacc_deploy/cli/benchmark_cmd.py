@@ -56,8 +56,8 @@ def configurations(config: RowConfig, backends: str, precisions: str, quant: str
 
 
 def benchmark(config: RowConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every configuration the arguments name (see :func:`vacc_deploy.bench_run.benchmark_row`)."""
-    from vacc_deploy.bench_run import benchmark_row
+    """Measure every configuration the arguments name (see :func:`vacc_deploy.benchmark.runner.benchmark_row`)."""
+    from vacc_deploy.benchmark.runner import benchmark_row
     from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
 
     triples = configurations(config, args.backends, args.precisions, args.quant)
@@ -97,7 +97,7 @@ def print_table(doc: dict[str, Any]) -> None:
 
 def print_speed_notes(doc: dict[str, Any]) -> None:
     """Why an int8/fp16 line is not faster than fp32, and (int8) the flags of the faster build."""
-    from vacc_deploy.speed_notes import speed_notes
+    from vacc_deploy.benchmark.notes import speed_notes
 
     for note in speed_notes(doc):
         print(f"why: {note}")
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         artifacts.atomic_write_json(args.json, doc)
         print(f"results written to {args.json}")
     if args.plot:
-        from vacc_deploy.plots import bar_images_per_s
+        from vacc_deploy.report.charts import bar_images_per_s
 
         bar_images_per_s(doc["results"], args.plot, title=f"{doc['row']} {'x'.join(map(str, doc['input_shape']))}")
         print(f"plot written to {args.plot}")

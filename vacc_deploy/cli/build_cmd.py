@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_onnx(config, built, backend: str) -> None:
-    from vacc_deploy.build import precision_label
+    from vacc_deploy.backends.ort.build import precision_label
 
     state = "reused (inputs unchanged)" if built.cached else "built"
     label = precision_label(built.precision, built.numerics)
@@ -52,7 +52,7 @@ def _print_onnx(config, built, backend: str) -> None:
 
 
 def _print_vacc(config, vb) -> None:
-    from vacc_deploy.build_vacc import compile_hint
+    from vacc_deploy.backends.vacc.build import compile_hint
 
     print(f"{config.name} (vacc): vamc files in {vb.folder}")
     print(f"  yaml     {vb.yaml_path}")

@@ -89,7 +89,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 def check_names(args: argparse.Namespace) -> None:
     """Precision and int8 method names (--precisions, --quant)."""
-    from vacc_deploy.build import PRECISIONS
+    from vacc_deploy.backends.ort.build import PRECISIONS
     from vacc_deploy.cli.common import split_list
     from vacc_deploy.pipeline import QUANT_METHODS
 

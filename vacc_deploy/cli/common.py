@@ -64,8 +64,8 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
         parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
         parser.add_argument("--quant", default=None, metavar="METHOD", choices=QUANT_METHODS,
                             help=f"int8 calibration method: {methods} (default: the row's seed method)")
-    from vacc_deploy.build import NUMERICS, BuildOptions
-    from vacc_deploy.quant.vacc_numerics import WEIGHT_SCALES
+    from vacc_deploy.backends.ort.build import NUMERICS, BuildOptions
+    from vacc_deploy.backends.vacc.emulation import WEIGHT_SCALES
 
     if multi:
         parser.add_argument("--numerics", default=None, metavar="LIST",
@@ -130,7 +130,7 @@ def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] | 
 
 def request_from_args(args: argparse.Namespace):
     """The :class:`~vacc_deploy.pipeline.ModelRequest` the arguments describe."""
-    from vacc_deploy.build import BuildOptions
+    from vacc_deploy.backends.ort.build import BuildOptions
     from vacc_deploy.pipeline import CalibRequest, ModelRequest
 
     shape = parse_shape(args.shape) if args.shape else None

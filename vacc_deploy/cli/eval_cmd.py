@@ -36,7 +36,7 @@ def print_table(result: dict) -> None:
 def candidates(config: RowConfig, args: argparse.Namespace) -> list:
     """Build (or reuse) every requested model and wrap each in a :class:`Candidate`."""
     from vacc_deploy.backends import SessionOptions
-    from vacc_deploy.evaluate import Candidate
+    from vacc_deploy.evaluation.protocols import Candidate
     from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
     from vacc_deploy.pipeline import upscaler_for, variants
 
@@ -54,7 +54,7 @@ def candidates(config: RowConfig, args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy import artifacts
-    from vacc_deploy.evaluate import evaluate
+    from vacc_deploy.evaluation.protocols import evaluate
     from vacc_deploy.imaging.datasets import find_pairs
 
     config = load_row(args.row)

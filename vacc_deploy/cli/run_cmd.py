@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy.imaging.io import read_image, write_image
-    from vacc_deploy.infer import upscale_image
+    from vacc_deploy.evaluation.upscaler import upscale_image
 
     config = load_row(args.row)
     files = images_at(args.input, "--input")

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vacc_deploy.backends import DEFAULT_BACKEND, BuiltModel, SessionOptions, get_backend, open_session
-from vacc_deploy.build import PRECISIONS, BuildOptions, BuildResult, build_onnxruntime
-from vacc_deploy.calibset import CalibSet, make_calibration_set
+from vacc_deploy.backends.ort.build import PRECISIONS, BuildOptions, BuildResult, build_onnxruntime
+from vacc_deploy.calibration.dataset import CalibSet, make_calibration_set
 from vacc_deploy.config import Quantization, RowConfig
 from vacc_deploy.errors import BackendUnavailable, UsageError
 from vacc_deploy.export import DEFAULT_OPSET, ExportResult, export_row, weights_identity
 from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
-from vacc_deploy.infer import Upscaler
+from vacc_deploy.evaluation.upscaler import Upscaler
 from vacc_deploy.spec import ModelSpec
 
 QUANT_METHODS: tuple[str, ...] = typing.get_args(Quantization.model_fields["method"].annotation)
@@ -26,7 +26,7 @@ QUANT_METHODS: tuple[str, ...] = typing.get_args(Quantization.model_fields["meth
 
 @dataclass(frozen=True)
 class CalibRequest:
-    """Where the calibration set comes from and how it is made (see :mod:`vacc_deploy.calibset`)."""
+    """Where the calibration set comes from and how it is made (see :mod:`vacc_deploy.calibration.dataset`)."""
 
     images: Path | None = None
     num: int = 50
@@ -113,8 +113,8 @@ def build_onnx(config: RowConfig, req: ModelRequest, workdir: Path | None) -> tu
 
 def vacc_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *, compile: bool = True,
                timeout_s: float | None = None):
-    """Export, calibrate (int8) and write/compile the vamc build (see :mod:`vacc_deploy.build_vacc`)."""
-    from vacc_deploy.build_vacc import build_vacc
+    """Export, calibrate (int8) and write/compile the vamc build (see :mod:`vacc_deploy.backends.vacc.build`)."""
+    from vacc_deploy.backends.vacc.build import build_vacc
 
     exported = export_stage(config, req, workdir)
     spec = ModelSpec(**exported.spec)

@@ -1,5 +1,5 @@
 """The int8 layer-analysis stage: per-layer SQNR / cosine of an int8 build against fp32 over the
-build's own calibration samples (see :mod:`vacc_deploy.quant.analyze`), cached as JSON under
+build's own calibration samples (see :mod:`vacc_deploy.evaluation.analysis`), cached as JSON under
 ``<workdir>/<row>/analysis/`` with a PNG plot beside it. Torch-free.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from vacc_deploy import artifacts
-from vacc_deploy.calibset import CalibSource
+from vacc_deploy.calibration.dataset import CalibSource
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.pipeline import ModelRequest, build_onnx, calib_stage
@@ -43,7 +43,7 @@ class _FirstN:
 
 def _compute(config: RowConfig, req: ModelRequest, workdir: Path | None, exported: Any, built: Any,
              images: int | None, progress: bool) -> dict[str, Any]:
-    from vacc_deploy.quant.analyze import analyze_layers
+    from vacc_deploy.evaluation.analysis import analyze_layers
 
     spec = ModelSpec(**exported.spec)
     calib = calib_stage(config, spec, exported.input_shape, req, workdir)
@@ -75,7 +75,7 @@ def analysis_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *
     result, reused = cached_json(path, lambda: _compute(config, req, workdir, exported, built, images, progress))
     png = path.with_suffix(".png")
     if not png.is_file():
-        from vacc_deploy.plots import layer_error_plot
+        from vacc_deploy.report.charts import layer_error_plot
 
         layer_error_plot(result["layers"], png, title=f"{config.name} int8 ({result['quant']}): error per layer")
     return result, path, reused

@@ -96,7 +96,7 @@ def _skip(records: list[StageRecord], name: str, why: str) -> None:
 
 def _data(opts: PipelineOptions, workdir: Path | None) -> tuple[tuple[Path, Path], bool]:
     """(evaluation folder, calibration folder): the user's, or scikit-image photos (offline)."""
-    from vacc_deploy.sample_data import sample_datasets
+    from vacc_deploy.imaging.samples import sample_datasets
 
     given = opts.dataset, opts.request.calib.images
     if all(given):
@@ -122,8 +122,8 @@ def _vamc_yaml(config: RowConfig, req: ModelRequest, quant: str | None, workdir:
 
 def _candidates(config: RowConfig, req: ModelRequest, built: list, overlap: int) -> list:
     from vacc_deploy.backends import BuiltModel, open_session
-    from vacc_deploy.evaluate import Candidate
-    from vacc_deploy.infer import Upscaler
+    from vacc_deploy.evaluation.protocols import Candidate
+    from vacc_deploy.evaluation.upscaler import Upscaler
 
     out = []
     for exported, b in built:
@@ -136,7 +136,7 @@ def _candidates(config: RowConfig, req: ModelRequest, built: list, overlap: int)
 
 
 def _eval(config: RowConfig, cands: list, dataset: Path, built: list, workdir: Path | None) -> tuple[dict, bool]:
-    from vacc_deploy.evaluate import evaluate
+    from vacc_deploy.evaluation.protocols import evaluate
     from vacc_deploy.imaging.datasets import find_pairs
 
     scale = cands[0].upscaler.spec.scale
@@ -149,10 +149,10 @@ def _eval(config: RowConfig, cands: list, dataset: Path, built: list, workdir: P
 
 def _crops(result: dict, cands: list, dataset: Path, assets: Path) -> list:
     """Side-by-side crops of the (up to) 3 images whose int8 output lost most against fp32."""
-    from vacc_deploy.evaluate import load_pair
+    from vacc_deploy.evaluation.protocols import load_pair
     from vacc_deploy.imaging.datasets import find_pairs
     from vacc_deploy.imaging.io import to_uint
-    from vacc_deploy.infer import conversion_for
+    from vacc_deploy.evaluation.upscaler import conversion_for
     from vacc_deploy.report.crops import make_crop_set, worst_images
 
     scale = cands[0].upscaler.spec.scale
@@ -202,7 +202,7 @@ def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tup
 
 def _bench(config: RowConfig, req: ModelRequest, variants: list, built: list, opts: PipelineOptions,
            workdir: Path | None) -> tuple[dict, bool]:
-    from vacc_deploy.bench_run import benchmark_row
+    from vacc_deploy.benchmark.runner import benchmark_row
 
     key = artifacts.stage_key({"models": [str(b.model_path) for _, b in built], "iters": opts.iters,
                                "warmup": opts.warmup, "machine": artifacts.machine()})
@@ -271,6 +271,6 @@ def _params(onnx_path: Path) -> int:
 
 
 def _flops(exported) -> int:
-    from vacc_deploy.bench import model_flops
+    from vacc_deploy.benchmark.measure import model_flops
 
     return model_flops(exported.onnx_path)

@@ -4,7 +4,7 @@ layers in float. Torch-free.
 A trial meets the target when its drop on the validation pairs is within ``MARGIN`` times it.
 Validation pairs are images of the calibration folder used as ground truth (never the evaluation
 set): a seeded choice of ``VAL_IMAGES`` files, HR = the image (cropped to a multiple of the scale),
-LR = MATLAB-bicubic downscale, scored with the standard protocol (:mod:`vacc_deploy.evaluate`).
+LR = MATLAB-bicubic downscale, scored with the standard protocol (:mod:`vacc_deploy.evaluation.protocols`).
 The calibration samples are crops of the same folder; calibration never sees ground truth, so the
 overlap cannot fit the ranges to the validation scores beyond what any image statistic would.
 
@@ -39,8 +39,8 @@ import numpy as np
 
 from vacc_deploy import artifacts
 from vacc_deploy.backends import DEFAULT_BACKEND, SessionOptions
-from vacc_deploy.build import BUILD_FORMAT, BuildOptions, resolve_reduce_range
-from vacc_deploy.quant.vacc_numerics import WEIGHT_SCALES
+from vacc_deploy.backends.ort.build import BUILD_FORMAT, BuildOptions, resolve_reduce_range
+from vacc_deploy.backends.vacc.emulation import WEIGHT_SCALES
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for
@@ -91,8 +91,8 @@ class _Setup:
 def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
     """Mean validation PSNR (Y, standard protocol) and p50 latency (ms; 2 untimed runs, then
     ``SPEED_RUNS`` timed ones of a fixed random input) of the model ``req`` names."""
-    from vacc_deploy.bench import measure
-    from vacc_deploy.evaluate import Candidate, evaluate
+    from vacc_deploy.benchmark.measure import measure
+    from vacc_deploy.evaluation.protocols import Candidate, evaluate
 
     up, built = upscaler_for(s.config, req, s.workdir, options=SessionOptions())
     cand = Candidate(built.precision, built.quant, DEFAULT_BACKEND, up, built.input_shape[2:])
@@ -103,7 +103,7 @@ def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
 
 
 def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
-    from vacc_deploy.build import float_layers
+    from vacc_deploy.backends.ort.build import float_layers
 
     score = _score(s, dataclasses.replace(s.req, build=opts))
     names, indices = float_layers(s.fp32_path, opts)
@@ -149,7 +149,7 @@ def _vacc_first(fp32_path: Path, base: BuildOptions) -> list[str]:
     not see that); nothing for the onnxruntime numerics."""
     import onnx
 
-    from vacc_deploy.build import edge_convs
+    from vacc_deploy.backends.ort.build import edge_convs
 
     if base.numerics != "vacc" or base.float_edges:  # float edges are float already
         return []

@@ -15,7 +15,7 @@ from vacc_deploy.backends import short_label
 from vacc_deploy.report.crops import worst_images
 from vacc_deploy.report.model import CropSet, ReportData
 from vacc_deploy.report.plots import result_label
-from vacc_deploy.speed_notes import speed_notes
+from vacc_deploy.benchmark.notes import speed_notes
 
 SEED_HEADERS = ["Models", "Flops(G)", "Params(M)", "PSNR(dB)", "SSIM", "Shape"]
 EXTRA_HEADERS = ["ΔPSNR(dB)", "ΔSSIM", "Fidelity PSNR(dB)", "Max |Δ| vs fp32"]

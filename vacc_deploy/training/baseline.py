@@ -36,7 +36,7 @@ def mean_psnr(outputs: list[np.ndarray], targets: list[np.ndarray], spec: ModelS
 def bicubic_baseline(dataset: Path, spec: ModelSpec) -> dict[str, Any]:
     """Per-image and mean Y PSNR / SSIM of MATLAB-bicubic upscaling on a dataset (``find_pairs``
     layouts) at the row's scale. Raises DatasetError for an unusable dataset."""
-    from vacc_deploy.evaluate import load_pair
+    from vacc_deploy.evaluation.protocols import load_pair
 
     round_y = spec.y_conversion == "round"
     rows = []

@@ -10,7 +10,7 @@ The LR side is made the way the row is evaluated or deployed:
 - ``blur`` (scale 1 rows): a random Gaussian or motion blur of the HR patch (same size).
 
 Patches get a random flip / 90-degree rotation (the same on both sides). Both sides then go through
-the row's own pre-processing (:func:`vacc_deploy.processing.to_network`), so the channel order and
+the row's own pre-processing (:func:`vacc_deploy.imaging.processing.to_network`), so the channel order and
 value range are the family's. Torch-free: batches are numpy arrays.
 """
 
@@ -27,7 +27,7 @@ from vacc_deploy.errors import DatasetError
 from vacc_deploy.imaging.datasets import list_images
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.imaging.resize import bicubic_downsample_uint8, crop_to_multiple
-from vacc_deploy.processing import to_network
+from vacc_deploy.imaging.processing import to_network
 from vacc_deploy.spec import ModelSpec
 
 Degrade = Literal["bicubic", "bsrgan", "blur"]

@@ -30,7 +30,7 @@ from vacc_deploy import artifacts
 from vacc_deploy.config import RowConfig, load_row
 from vacc_deploy.imaging.io import to_uint
 from vacc_deploy.models import family_of, load_checkpoint, row_params, row_spec
-from vacc_deploy.processing import from_network, to_network
+from vacc_deploy.imaging.processing import from_network, to_network
 from vacc_deploy.spec import ModelSpec
 from vacc_deploy.training import data
 from vacc_deploy.training.baseline import bicubic_upscale, mean_psnr

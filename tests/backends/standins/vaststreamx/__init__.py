@@ -1,6 +1,6 @@
 """TEST-ONLY stand-in for the Vastai ``vaststreamx`` SDK.
 
-It implements just the API subset :class:`vacc_deploy.backends.vacc.VaccSession` uses, with the
+It implements just the API subset :class:`vacc_deploy.backends.vacc.session.VaccSession` uses, with the
 call shapes of the vendor's samples, and checks what it receives (device id, model prefix files,
 tensor shape and dtype). Its "model" output is the input upscaled by nearest neighbour with the
 scale read from the stand-in compiled ``mod.json`` (key ``scale``, default 1) - deterministic and of

@@ -2,7 +2,7 @@
 
 Semantics follow ONNX Runtime 1.31's calibrators (``onnxruntime/quantization/calibrate.py``) so the
 ranges equal what ``quantize_static`` would compute from the same histograms, without its memory
-cost (the one-pass histograms are within the bound stated in :mod:`~vacc_deploy.quant.stats`):
+cost (the one-pass histograms are within the bound stated in :mod:`~vacc_deploy.calibration.stats`):
 
 * ``max``: the observed [min, max] (ORT ``MinMaxCalibrater``, ``symmetric=False``).
 * ``percentile``: ORT ``PercentileCalibrater`` with its default ``symmetric=True``: a histogram of
@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from vacc_deploy.quant.stats import HistogramKind, TensorStats
+from vacc_deploy.calibration.stats import HistogramKind, TensorStats
 
 Range = tuple[float, float]
 
@@ -164,7 +164,7 @@ class KLCalibration:
         """
         zero, half_q = hist.size // 2, self.num_quantized_bins // 2
         if not self.ort_compat:
-            from vacc_deploy.quant._kernels import kl_divergences
+            from vacc_deploy.calibration._kernels import kl_divergences
 
             return kl_divergences(np.asarray(hist, np.int64), self.num_quantized_bins, 1e-4)
         return np.array([_window_divergence(hist, zero - i, min(zero + i + 1, hist.size), self.num_quantized_bins)

@@ -289,7 +289,7 @@ def quantize_vacc(fp32_model_path: str | Path, out_path: str | Path, ranges: Map
     """Write the ``vacc``-profile QDQ model of ``fp32_model_path`` to ``out_path`` (atomically) from
     calibrated ``ranges`` (tensor -> (min, max); the threshold is the larger magnitude). Returns the
     :func:`emulate` summary. Raises UsageError / BuildError; never leaves a partial file."""
-    from vacc_deploy.quant.qdq import load_model, save_checked
+    from vacc_deploy.backends.ort.qdq import load_model, save_checked
 
     model, summary = emulate(load_model(fp32_model_path), symmetric_thresholds(ranges), weight_scale=weight_scale,
                              per_channel=per_channel, float_convs=float_convs)

@@ -2,7 +2,7 @@
 PyTorch on a real image crop.
 
 This module is torch-free: finding a cached export needs no torch; the export itself is done by
-:mod:`vacc_deploy.torch_export`, imported only when an export must run.
+:mod:`vacc_deploy.export._torch`, imported only when an export must run.
 
 Output folder ``<workdir>/<row>/export/<H>x<W>-op<opset>-<key>/`` holds ``model.onnx``,
 ``parity.json`` and ``manifest.json``; it appears whole or not at all, and is reused when its
@@ -20,11 +20,11 @@ import numpy as np
 import onnx
 
 from vacc_deploy import artifacts
-from vacc_deploy.backends.ort import OrtSession
+from vacc_deploy.backends.ort.session import OrtSession
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import ExportError, ShapeError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
-from vacc_deploy.stage_guard import file_records, reusable, stage_lock
+from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 from vacc_deploy.weights import HOUSE_LABEL, resolve_with_kind, sha256_file, weights_kind
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def family_source_digest(arch: str) -> str:
     conventions invalidates its cached exports."""
     import hashlib
 
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent  # vacc_deploy/
     h = hashlib.sha256()
     for path in (root / "models" / f"{arch}.py", root / "models" / "common.py", root / "spec.py"):
         if path.is_file():
@@ -223,7 +223,7 @@ def export_row(
         if cached is not None:
             return cached
         from vacc_deploy.models import row_spec
-        from vacc_deploy.torch_export import export_into
+        from vacc_deploy.export._torch import export_into
 
         spec = row_spec(config)
         check_shape(shape, spec, config.name)

@@ -19,7 +19,7 @@ import onnx
 
 from vacc_deploy.artifacts import atomic_path
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.quant.collect import DEFAULT_OP_TYPES, infer_shapes, select_tensors
+from vacc_deploy.calibration.collect import DEFAULT_OP_TYPES, infer_shapes, select_tensors
 
 log = logging.getLogger(__name__)
 

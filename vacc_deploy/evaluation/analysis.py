@@ -31,8 +31,8 @@ import onnx
 from onnx import helper
 
 from vacc_deploy.errors import BuildError
-from vacc_deploy.quant.collect import DEFAULT_MAX_BYTES_PER_RUN, infer_shapes, plan_groups, tensor_nbytes
-from vacc_deploy.quant.qdq import QDQ_OPS, producers
+from vacc_deploy.calibration.collect import DEFAULT_MAX_BYTES_PER_RUN, infer_shapes, plan_groups, tensor_nbytes
+from vacc_deploy.backends.ort.qdq import QDQ_OPS, producers
 
 OUTPUT_LAYER = "<network output>"
 

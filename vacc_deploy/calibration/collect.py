@@ -6,12 +6,12 @@ whose op type is quantized, except initializers. Those are the tensors ORT's QDQ
 ranges for.
 
 One pass, bounded memory: the model runs as a chain of consecutive segments
-(:mod:`vacc_deploy.quant.segments`, cut under ``max_bytes`` of fp32 tensors from onnx shape
+(:mod:`vacc_deploy.calibration.segments`, cut under ``max_bytes`` of fp32 tensors from onnx shape
 inference), each its own ORT session returning its calibrated tensors and the tensors later
 segments read. Each image goes through the chain once; a segment's calibrated tensors are visited
 (as views of ORT's buffers, no copy) and dropped before the next segment runs, handed-over tensors
 once no later segment reads them. So the peak is one image plus the largest segment plus what the
-visitor holds (:func:`~vacc_deploy.quant.calibrate` holds one segment's tensors while the next one
+visitor holds (:func:`~vacc_deploy.calibration.calibrate` holds one segment's tensors while the next one
 runs: two segments), whatever the model's size or the number of images. The sessions share one
 process-wide ORT arena (``session.use_env_allocators``, extend strategy "same as requested"), so
 memory freed by one segment is reused by the next instead of page-faulted in again every run; it
@@ -39,8 +39,8 @@ import onnx
 from onnx import TensorProto
 
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.quant.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: quant.analyze)
-from vacc_deploy.quant.stats import HistogramKind, derivable
+from vacc_deploy.calibration.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: quant.analyze)
+from vacc_deploy.calibration.stats import HistogramKind, derivable
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ Visitor = Callable[[str, np.ndarray], None]
 class CalibrationSource(Protocol):
     """Calibration images: ``len()`` and re-iterable, each item one (1, C, H, W) float32 array.
 
-    Iterating must start afresh every time (:func:`~vacc_deploy.quant.calibrate` iterates once).
+    Iterating must start afresh every time (:func:`~vacc_deploy.calibration.calibrate` iterates once).
     """
 
     def __len__(self) -> int: ...

@@ -1,7 +1,7 @@
 """Streaming per-tensor activation statistics, one pass over the calibration images.
 
 :meth:`TensorStats.update` folds one image's activation into the running min / max and, when a
-histogram is wanted, into a :class:`~vacc_deploy.quant.histogram.WideningHistogram` of
+histogram is wanted, into a :class:`~vacc_deploy.calibration.histogram.WideningHistogram` of
 ``16 * num_bins`` bins that widens its range as new values arrive (no range pass first).
 :meth:`TensorStats.finish` then gives the histogram ONNX Runtime's ``HistogramCollector`` builds
 when it holds every activation at once, over the same range:
@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vacc_deploy.quant.histogram import WideningHistogram
+from vacc_deploy.calibration.histogram import WideningHistogram
 
 HistogramKind = Literal["signed", "abs"]
 

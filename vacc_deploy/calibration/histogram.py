@@ -37,7 +37,7 @@ def _pool() -> ThreadPoolExecutor:
 
 def _run(flat: np.ndarray, nbins: int, absolute: bool, inv_w: float, k0: float) -> tuple[np.ndarray, float]:
     """:func:`_kernels.count` over ``flat`` in parallel chunks: the summed counts, the least value."""
-    from vacc_deploy.quant._kernels import count
+    from vacc_deploy.calibration._kernels import count
 
     parts = max(1, min(os.cpu_count() or 1, flat.size // PARALLEL_MIN))
     chunks = np.array_split(flat, parts)

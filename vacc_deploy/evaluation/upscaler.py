@@ -11,7 +11,7 @@ import numpy as np
 from vacc_deploy.backends import Session
 from vacc_deploy.imaging.io import Image, to_uint, upscale_alpha
 from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP, pad_to_multiple, tiled_apply
-from vacc_deploy.processing import from_network, to_network
+from vacc_deploy.imaging.processing import from_network, to_network
 from vacc_deploy.spec import ModelSpec
 
 TILE_PAD_MODE = "reflect"  # padding of images smaller than a tile (the model sees real content)

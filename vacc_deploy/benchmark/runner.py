@@ -1,5 +1,5 @@
 """Benchmark orchestration: build (or reuse) each configuration's model and measure it in its own
-worker process (:mod:`vacc_deploy.bench_worker`), returning the SPEC section 6 document. Used by
+worker process (:mod:`vacc_deploy.benchmark.worker`), returning the SPEC section 6 document. Used by
 ``vacc-deploy benchmark`` and the pipeline. Torch-free unless the torch backend is measured."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ Config = tuple[str, str, str | None]  # (backend, precision, int8 method)
 
 def _job(config: RowConfig, req, backend: str, precision: str, method: str | None, opts: dict[str, Any]):
     """Build (or reuse) the model of one configuration; returns (BenchJob, BuiltModel, flops)."""
-    from vacc_deploy.bench import model_flops
-    from vacc_deploy.bench_worker import BenchJob
+    from vacc_deploy.benchmark.measure import model_flops
+    from vacc_deploy.benchmark.worker import BenchJob
     from vacc_deploy.pipeline import build_stage
 
     from vacc_deploy.backends import DEFAULT_BACKEND
@@ -44,7 +44,7 @@ def _record(backend: str, built, flops: int, measured: dict[str, Any]) -> dict[s
     rec = {"backend": backend, "precision": built.precision, "quant": built.quant, "weights": built.label}
     rec.update({k: measured[k] for k in keep if k in measured})
     if backend == "onnxruntime" and built.precision == "int8" and built.onnx_path is not None:
-        from vacc_deploy.backends.ort import int8_8bit_weights
+        from vacc_deploy.backends.ort.session import int8_8bit_weights
 
         rec["int8_weight_bits"] = 8 if int8_8bit_weights(built.onnx_path) else 7  # speed_notes reads it
     rec["flops"] = flops
@@ -58,7 +58,7 @@ def benchmark_row(config: RowConfig, req, configs: list[Config], *, workdir: Pat
     """Measure every (backend, precision, method) configuration of ``config``, each in a fresh
     worker process (own peak RSS). ``req`` is the base ModelRequest (weights, shape, build and
     calibration options). Returns the SPEC section 6 benchmark document."""
-    from vacc_deploy.bench_worker import run_job
+    from vacc_deploy.benchmark.worker import run_job
 
     opts = {"workdir": workdir, "iters": iters, "warmup": warmup, "threads": threads, "image": image,
             "overlap": overlap, "row_ref": row_ref or config.name}

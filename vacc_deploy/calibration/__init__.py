@@ -3,11 +3,11 @@
 :func:`calibrate` runs a fixed-shape fp32 ONNX model on a :class:`CalibrationSource` one image at a
 time and returns per-tensor ranges chosen by a method of :data:`METHODS`; :func:`quantize_int8`
 hands those ranges to ONNX Runtime's QDQ quantizer. Memory does not grow with the number of images
-(see :mod:`vacc_deploy.quant.collect` and :mod:`vacc_deploy.quant.stats`).
+(see :mod:`vacc_deploy.calibration.collect` and :mod:`vacc_deploy.calibration.stats`).
 
 Cost: one pass over the source, one forward pass per image for every method (the model runs as a
-chain of segments, see :mod:`~vacc_deploy.quant.collect`), plus the statistics of each calibrated
-tensor (a compiled loop; histograms widen as values arrive, see :mod:`~vacc_deploy.quant.stats`).
+chain of segments, see :mod:`~vacc_deploy.calibration.collect`), plus the statistics of each calibrated
+tensor (a compiled loop; histograms widen as values arrive, see :mod:`~vacc_deploy.calibration.stats`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import onnx
 
 from vacc_deploy.errors import BuildError, UsageError
 from vacc_deploy.progress import progress_bar
-from vacc_deploy.quant.collect import (
+from vacc_deploy.calibration.collect import (
     DEFAULT_OP_TYPES,
     DEFAULT_SEGMENT_BYTES,
     INT8_OP_SETS,
@@ -36,9 +36,9 @@ from vacc_deploy.quant.collect import (
     open_chain,
     stream_chain,
 )
-from vacc_deploy.quant.methods import METHODS
-from vacc_deploy.quant.qdq import convert_fp16, quantize_int8
-from vacc_deploy.quant.stats import TensorStats
+from vacc_deploy.calibration.methods import METHODS
+from vacc_deploy.backends.ort.qdq import convert_fp16, quantize_int8
+from vacc_deploy.calibration.stats import TensorStats
 
 __all__ = [
     "ArraySource", "CalibrationResult", "CalibrationSource", "CallableSource", "DEFAULT_OP_TYPES", "INT8_OP_SETS",
@@ -174,7 +174,7 @@ def calibrate(
     """Compute activation ranges of ``model_path`` over ``source`` with ``method``.
 
     ``ort_compat`` makes ``kl_divergence`` follow ONNX Runtime's entropy calibrator exactly (see
-    :class:`~vacc_deploy.quant.methods.KLCalibration` for our default's one difference).
+    :class:`~vacc_deploy.calibration.methods.KLCalibration` for our default's one difference).
 
     One forward pass per image (``max_segment_bytes``: the budget of one segment's fp32 tensors).
     Side effect: resets the process's peak-RSS mark (Linux) to measure calibration's own peak.

@@ -1,4 +1,4 @@
-"""Compiled loops of :mod:`vacc_deploy.quant.histogram` (numba, cached on disk; imported lazily).
+"""Compiled loops of :mod:`vacc_deploy.calibration.histogram` (numba, cached on disk; imported lazily).
 
 :func:`count` scans a 1-D float32 array once, takes magnitudes when ``absolute``, and adds the grid
 bin ``floor(a * inv_w) - k0`` of each value ``a`` to ``out`` when it lies in ``[0, out.size)`` (NaN

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed
-from vacc_deploy.backends.vacc_yaml import (  # noqa: F401  (re-exported)
+from vacc_deploy.backends.vacc.files import (  # noqa: F401  (re-exported)
     VAMC_QUANT_MODES,
     VamcFiles,
     write_vamc_files,
@@ -31,7 +31,7 @@ from vacc_deploy.errors import BackendUnavailable, BuildError, UsageError
 
 log = logging.getLogger(__name__)
 
-#: Names re-exported from :mod:`vacc_deploy.backends.vacc_yaml` (imported from here elsewhere).
+#: Names re-exported from :mod:`vacc_deploy.backends.vacc.files` (imported from here elsewhere).
 REEXPORTED = (VAMC_QUANT_MODES, VamcFiles, write_vamc_files)
 
 MODEL_PREFIX = "mod"  # vamc writes deploy_weights/<name>/mod.{so,json,params}

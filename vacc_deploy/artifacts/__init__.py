@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from vacc_deploy.stage_guard import stage_lock
+from vacc_deploy.artifacts.guard import stage_lock
 
 DEFAULT_WORKDIR = Path("work")
 
@@ -108,7 +108,7 @@ def staged_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``final``; on success it replaces ``final`` atomically.
 
     On any exception (KeyboardInterrupt included) the temporary folder is removed and ``final`` is
-    left as it was. The stage's lock is held throughout (:func:`vacc_deploy.stage_guard.stage_lock`:
+    left as it was. The stage's lock is held throughout (:func:`vacc_deploy.artifacts.guard.stage_lock`:
     another process building the same folder waits; partial folders left by killed runs are removed).
     """
     final = Path(final)

@@ -30,10 +30,10 @@ from vacc_deploy import artifacts
 from vacc_deploy.errors import DatasetError, ImageError, UsageError
 from vacc_deploy.imaging.datasets import images_at
 from vacc_deploy.imaging.io import read_image, to_uint
-from vacc_deploy.processing import to_network
+from vacc_deploy.imaging.processing import to_network
 from vacc_deploy.progress import progress_bar
 from vacc_deploy.spec import ModelSpec
-from vacc_deploy.stage_guard import file_records, reusable, stage_lock
+from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class CalibSet:
 
 
 class CalibSource:
-    """A :class:`vacc_deploy.quant.CalibrationSource`: yields each sample as the network input
+    """A :class:`vacc_deploy.calibration.CalibrationSource`: yields each sample as the network input
     (1, 3, H, W) float32, converted with the row's :class:`ModelSpec`. Iterable many times."""
 
     def __init__(self, calib: CalibSet, spec: ModelSpec) -> None:

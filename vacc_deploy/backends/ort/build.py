@@ -20,18 +20,18 @@ from typing import Any, Literal, get_args
 import onnx
 
 from vacc_deploy import artifacts
-from vacc_deploy.calibset import CalibSet, CalibSource
+from vacc_deploy.calibration.dataset import CalibSet, CalibSource
 from vacc_deploy.errors import UsageError
-from vacc_deploy.quant.vacc_numerics import DEFAULT_WEIGHT_SCALE, WeightScale, tvm_conv_order
+from vacc_deploy.backends.vacc.emulation import DEFAULT_WEIGHT_SCALE, WeightScale, tvm_conv_order
 from vacc_deploy.spec import ModelSpec
-from vacc_deploy.stage_guard import file_records, reusable, stage_lock
+from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: Whose int8 arithmetic an int8 build computes: ONNX Runtime's QDQ scheme (uint8 asymmetric
 #: activations, float element-wise ops), or the VACC card's as emulated from TVM's quantizer
-#: (:mod:`vacc_deploy.quant.vacc_numerics`; docs/vacc.md).
+#: (:mod:`vacc_deploy.backends.vacc.emulation`; docs/vacc.md).
 Numerics = Literal["onnxruntime", "vacc"]
 NUMERICS: tuple[str, ...] = get_args(Numerics)
 BUILD_FORMAT = 6
@@ -48,7 +48,7 @@ class BuildOptions:
     (``reduce_range``: 7-bit weights; ``auto`` = on for x86-64 CPUs without VNNI. Off by default:
     sessions on such CPUs use ORT's exact u8u8 kernels instead, see
     :func:`vacc_deploy.artifacts.x86_without_vnni`), and which op types are quantized (``int8_ops``,
-    a name of :data:`vacc_deploy.quant.collect.INT8_OP_SETS`). ``target_drop`` (dB) asks the
+    a name of :data:`vacc_deploy.calibration.collect.INT8_OP_SETS`). ``target_drop`` (dB) asks the
     pipeline to search the method, per-channel and float layers instead (see
     :mod:`vacc_deploy.pipeline.search`); a build itself never sees it. ``numerics`` picks whose int8
     arithmetic the build computes (:data:`Numerics`); ``weight_scale`` (vacc numerics only, as in the
@@ -104,7 +104,7 @@ def resolve_reduce_range(choice: str) -> bool:
 
 def conv_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the Conv nodes in the order TVM's quantizer counts them (index i = vamc
-    ``skip_conv_layers`` index i; :func:`~vacc_deploy.quant.vacc_numerics.tvm_conv_order`: graph
+    ``skip_conv_layers`` index i; :func:`~vacc_deploy.backends.vacc.emulation.tvm_conv_order`: graph
     order for a chain), then any Conv no graph output depends on, in graph order."""
     order = tvm_conv_order(model)
     return order + [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in order]
@@ -183,7 +183,7 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
     Returns (ranges, info) where info records the method, parameters, images, seconds, seconds per
     image, segments (ORT sessions each image ran through) and the calibration's peak RSS in MB.
     """
-    from vacc_deploy.quant import METHODS, CalibrationResult, calibrate
+    from vacc_deploy.calibration import METHODS, CalibrationResult, calibrate
 
     if method not in METHODS:
         raise UsageError(f"--quant {method}: unknown method (known: {', '.join(METHODS)})")
@@ -223,7 +223,7 @@ def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduc
 
 def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet,
                opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
-    from vacc_deploy.quant import INT8_OP_SETS, quantize_int8
+    from vacc_deploy.calibration import INT8_OP_SETS, quantize_int8
 
     if opts.int8_ops not in INT8_OP_SETS:
         raise UsageError(f"--int8-ops {opts.int8_ops}: expected one of {', '.join(INT8_OP_SETS)}")
@@ -234,7 +234,7 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if opts.numerics == "vacc":
-        from vacc_deploy.quant.vacc_numerics import quantize_vacc
+        from vacc_deploy.backends.vacc.emulation import quantize_vacc
 
         if opts.activation_bits != 8:
             raise UsageError("vacc numerics quantize activations to 8 bits only")
@@ -255,7 +255,7 @@ def _tag_weight_bits(path: Path, bits: int) -> None:
     """Record the int8 weight width in the model's metadata (``vacc_deploy.int8_weight_bits``):
     sessions use ONNX Runtime's exact int8 kernels only for 8-bit weights (7-bit weights cannot
     overflow the fast kernels' int16 sums)."""
-    from vacc_deploy.backends.ort import WEIGHT_BITS_KEY
+    from vacc_deploy.backends.ort.session import WEIGHT_BITS_KEY
 
     model = onnx.load(str(path))
     model.metadata_props.add(key=WEIGHT_BITS_KEY, value=str(bits))
@@ -329,7 +329,7 @@ def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
 def _precision_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet | None,
                     opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
     if opts.precision == "fp16":
-        from vacc_deploy.quant import convert_fp16
+        from vacc_deploy.calibration import convert_fp16
 
         t0 = time.perf_counter()
         convert_fp16(model_path, tmp / "model.onnx")

@@ -27,7 +27,7 @@ import yaml
 from vacc_deploy.artifacts import atomic_write_text
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
-from vacc_deploy.quant.vacc_numerics import DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
+from vacc_deploy.backends.vacc.emulation import DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
 from vacc_deploy.spec import ModelSpec
 
 VAMC_QUANT_MODES = ("percentile", "kl_divergence", "max", "mse")

@@ -1,9 +1,9 @@
 """One benchmark configuration (backend × built model) measured in a fresh Python process, so that
-its peak RSS is its own (``ru_maxrss`` is process-wide and monotonic, see :mod:`vacc_deploy.bench`).
+its peak RSS is its own (``ru_maxrss`` is process-wide and monotonic, see :mod:`vacc_deploy.benchmark.measure`).
 
 The parent builds the model (export, calibration, quantization: cached) and calls :func:`run_job`,
-which runs ``python -m vacc_deploy.bench_worker JOB.json RESULT.json``. The worker opens a session,
-calls :func:`vacc_deploy.bench.measure` on it and, with an image, times the image end to end. It
+which runs ``python -m vacc_deploy.benchmark.worker JOB.json RESULT.json``. The worker opens a session,
+calls :func:`vacc_deploy.benchmark.measure.measure` on it and, with an image, times the image end to end. It
 imports torch only for the torch backend. Errors come back as typed :class:`VaccError`.
 """
 
@@ -78,7 +78,7 @@ def measure_job(job: BenchJob) -> dict[str, Any]:
     ``torch_imported`` and, with ``job.image``, ``end_to_end``."""
     import numpy as np
 
-    from vacc_deploy import bench
+    from vacc_deploy.benchmark import measure as bench
 
     probe_before = bench.cpu_probe_ms()
     t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def measure_job(job: BenchJob) -> dict[str, Any]:
     result["session_open_ms"] = open_ms
     if job.image:
         from vacc_deploy.imaging.io import read_image
-        from vacc_deploy.infer import Upscaler
+        from vacc_deploy.evaluation.upscaler import Upscaler
 
         images = [read_image(p).rgb for p in end_to_end_images(Path(job.image), built.spec.scale)]
         up = Upscaler(session, built.spec, job.overlap)
@@ -102,15 +102,15 @@ def measure_job(job: BenchJob) -> dict[str, Any]:
 
 
 def run_job(job: BenchJob, timeout_s: float | None = None) -> dict[str, Any]:
-    """Run :func:`measure_job` in a fresh ``python -m vacc_deploy.bench_worker`` process and return
+    """Run :func:`measure_job` in a fresh ``python -m vacc_deploy.benchmark.worker`` process and return
     its result. A :class:`VaccError` in the worker is raised again here with its type and message."""
     with tempfile.TemporaryDirectory(prefix="vacc-bench-") as tmp:
         job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(json.dumps(asdict(job)))
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parent.parent.parent)  # the folder holding vacc_deploy/
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        proc = subprocess.run([sys.executable, "-m", "vacc_deploy.bench_worker", str(job_path), str(out_path)],
+        proc = subprocess.run([sys.executable, "-m", "vacc_deploy.benchmark.worker", str(job_path), str(out_path)],
                               env=env, capture_output=True, text=True, timeout=timeout_s)
         if not out_path.exists():
             tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
@@ -123,7 +123,7 @@ def run_job(job: BenchJob, timeout_s: float | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vacc_deploy.bench_worker JOB.json RESULT.json``: exit 0, or 1 with the error in
+    """``python -m vacc_deploy.benchmark.worker JOB.json RESULT.json``: exit 0, or 1 with the error in
     RESULT.json as ``{"error", "type"}``."""
     job_path, out_path = (argv or sys.argv[1:])[:2]
     raw = json.loads(Path(job_path).read_text())

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vacc_deploy import artifacts
-from vacc_deploy.build import BuildOptions, float_layers
-from vacc_deploy.calibset import CalibSet
+from vacc_deploy.backends.ort.build import BuildOptions, float_layers
+from vacc_deploy.calibration.dataset import CalibSet
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import BackendUnavailable, UsageError
 from vacc_deploy.export import ExportResult
@@ -49,7 +49,7 @@ def build_vacc(config: RowConfig, spec: ModelSpec, exported: ExportResult, opts:
     Raises UsageError (fp32, or int8 without calibration), BackendUnavailable (compile asked but
     vamc is not on PATH; the files are written first), BuildError (vamc failed).
     """
-    from vacc_deploy.backends.vacc import compile_vamc, find_model_prefix, write_vamc_files
+    from vacc_deploy.backends.vacc.session import compile_vamc, find_model_prefix, write_vamc_files
 
     if opts.precision not in VACC_PRECISIONS:
         raise UsageError(f"--backend vacc builds {' or '.join(VACC_PRECISIONS)}, not {opts.precision}")

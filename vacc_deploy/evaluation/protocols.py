@@ -20,7 +20,7 @@ from vacc_deploy.imaging.datasets import Pair
 from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.imaging.metrics import fidelity, psnr_rgb, psnr_y, ssim_rgb, ssim_y
 from vacc_deploy.imaging.resize import bicubic_downsample_uint8, crop_to_multiple
-from vacc_deploy.infer import Upscaler, conversion_for
+from vacc_deploy.evaluation.upscaler import Upscaler, conversion_for
 from vacc_deploy.progress import progress_bar
 
 PROTOCOLS = ("standard", "vendor")
@@ -32,7 +32,7 @@ class Candidate:
     """One model to score: its identity in the results and the upscaler that runs it.
 
     ``input_hw`` is the model's fixed input size (the vendor protocol resizes LR images to it);
-    ``numerics`` whose int8 arithmetic an int8 model computes (``vacc_deploy.build.Numerics``).
+    ``numerics`` whose int8 arithmetic an int8 model computes (``vacc_deploy.backends.ort.build.Numerics``).
     """
 
     precision: str
@@ -50,7 +50,7 @@ class Candidate:
     @property
     def label(self) -> str:
         """``fp32``, ``int8 (onnxruntime)``, ``int8 (vacc, emulated)``, ..."""
-        from vacc_deploy.build import precision_label
+        from vacc_deploy.backends.ort.build import precision_label
 
         return precision_label(self.precision, self.numerics)
 

@@ -6,7 +6,7 @@ memory in MB (2^20 bytes), FLOPs as 2 × multiply-accumulates.
 
 Peak memory: the peak resident set size (:func:`peak_rss_mb`) is that of the whole process and never
 decreases, so one process measuring several configurations would report the largest one for all that
-follow. :func:`vacc_deploy.bench_worker.run_job` therefore measures each
+follow. :func:`vacc_deploy.benchmark.worker.run_job` therefore measures each
 backend/precision in a fresh Python process; its ``peak_rss_mb`` covers the interpreter, numpy, the
 runtime library, the loaded model, its arena and the measurement loop (not the build, which the parent
 does beforehand).
@@ -161,7 +161,7 @@ def model_flops(onnx_path: Path) -> int:
 
 def count_model_calls(image_hw: tuple[int, int], spec, input_shape: tuple[int, ...] | None,
                       overlap: int) -> tuple[int, int]:
-    """(tiles, model calls) the :class:`~vacc_deploy.infer.Upscaler` makes for an LR image of
+    """(tiles, model calls) the :class:`~vacc_deploy.evaluation.upscaler.Upscaler` makes for an LR image of
     ``image_hw``: (1, 1) for whole-image backends (``input_shape`` None)."""
     from vacc_deploy.imaging.tiling import tile_origins
 
