@@ -129,9 +129,9 @@ def page(existing: str | None, block: str) -> str:
 
 def machine_line() -> str:
     """CPU model and flags, CPU count, platform and tool versions, in one line."""
-    from vacc_deploy import artifacts
+    from vacc_deploy import machine
 
-    m, v = artifacts.machine(), artifacts.tool_versions()
+    m, v = machine.machine(), machine.tool_versions()
     return (f"{m.get('cpu_model') or m['processor']} ({', '.join(m.get('cpu_flags', []))}), {m['cpu_count']} CPUs "
             f"({m['platform']}); " + ", ".join(f"{k} {val}" for k, val in v.items()))
 

@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vacc_deploy.backends import SessionOptions, open_session  # noqa: E402
-from vacc_deploy.backends.ort.build import BuildOptions  # noqa: E402
+from vacc_deploy.backends import BuildOptions  # noqa: E402
 from vacc_deploy.config import load_row  # noqa: E402
-from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage  # noqa: E402
+from vacc_deploy.pipeline import CalibRequest, ModelRequest, build  # noqa: E402
 
 
 def sessions(args: argparse.Namespace) -> list[tuple[str, object, object]]:
@@ -34,7 +34,7 @@ def sessions(args: argparse.Namespace) -> list[tuple[str, object, object]]:
         for precision in args.precisions.split(","):
             req = ModelRequest(weights=args.weights, backend=backend, build=BuildOptions(precision=precision),
                                calib=CalibRequest(images=args.calib_images, num=args.num))
-            built = build_stage(config, req, args.workdir)
+            built = build(config, req, args.workdir)
             label = f"{backend} {precision}{' ' + built.quant if built.quant else ''}"
             out.append((label, built, open_session(backend, built, SessionOptions(threads=args.threads))))
     return out

@@ -37,8 +37,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def _prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path], dict]:
     """Export (cached) and make the calibration sets in this process, before any measurement."""
     from vacc_deploy.config import load_row, parse_shape
-    from vacc_deploy.pipeline import CalibRequest, ModelRequest, calib_stage, export_stage
-    from vacc_deploy.spec import ModelSpec
+    from dataclasses import asdict
+
+    from vacc_deploy.pipeline import CalibRequest, ModelRequest, prepare
 
     config = load_row(args.row)
     args.method = args.method or config.quant.method
@@ -48,11 +49,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path], dict]:
     folders = {}
     for num in sorted(set(args.num)):
         req = ModelRequest(weights=weights, shape=shape, calib=CalibRequest(images=args.images, num=num))
-        exported = export_stage(config, req, args.workdir)
-        folders[num] = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, args.workdir).folder
+        up = prepare(config, req, args.workdir, int8=True)
+        exported, folders[num] = up.exported, up.calib.folder
     args.weights_label = ("official" if weights == str(default_w) else
                           weights if weights in ("synthetic", "house") else f"file {Path(weights).name}")
-    return exported.onnx_path, folders, exported.spec
+    return exported.onnx_path, folders, asdict(exported.spec)
 
 
 def _source(calib_folder: Path, spec: dict):

@@ -80,15 +80,15 @@ def _default_weights(row: str) -> str:
 def _built(args: argparse.Namespace, precision: str, reduce_range: str, int8_ops: str) -> BuiltModel:
     """The --row model at 1x3x128x128 of this precision and int8 build (int8 method --quant), built
     (or reused) by the pipeline."""
-    from vacc_deploy.backends.ort.build import BuildOptions
+    from vacc_deploy.backends import BuildOptions
     from vacc_deploy.config import load_row
-    from vacc_deploy.pipeline import CalibRequest, ModelRequest, build_stage
+    from vacc_deploy.pipeline import CalibRequest, ModelRequest, build
 
     req = ModelRequest(weights=args.weights or _default_weights(args.row), shape=(1, 3, 128, 128),
                        build=BuildOptions(reduce_range=reduce_range, int8_ops=int8_ops),
                        calib=CalibRequest(images=args.calib_images, num=args.num))
     quant = args.quant if precision == "int8" else None
-    return build_stage(load_row(args.row), req.with_precision(precision, quant), args.workdir)
+    return build(load_row(args.row), req.with_precision(precision, quant), args.workdir)
 
 
 def compare(args: argparse.Namespace) -> None:

@@ -13,10 +13,12 @@ import os
 import sys
 from pathlib import Path
 
+import dataclasses
+
 import yaml
 
 from vacc_deploy.config import available_rows
-from vacc_deploy.pipeline import CalibRequest, ModelRequest, vacc_stage
+from vacc_deploy.pipeline import CalibRequest, ModelRequest, build
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -30,7 +32,7 @@ def main() -> int:
     ap.add_argument("--calib-images", type=Path, default=SHARED / "images" / "RealSRSet")
     ap.add_argument("--rows", default=None)
     args = ap.parse_args()
-    from vacc_deploy.backends.ort.build import BuildOptions
+    from vacc_deploy.backends import BuildOptions
     from vacc_deploy.config import load_row, parse_shape
 
     os.environ["PATH"] = os.pathsep.join([str(REPO / "tests" / "backends" / "standins"),
@@ -43,7 +45,7 @@ def main() -> int:
                                build=BuildOptions(precision=precision, quant="percentile"),
                                calib=CalibRequest(images=args.calib_images, num=8))
             try:
-                _, vb = vacc_stage(config, req, args.workdir)
+                vb = build(config, dataclasses.replace(req, backend="vacc"), args.workdir).vamc
             except Exception as exc:  # report and go on: this is a check over every row
                 failed += 1
                 print(f"{row:<17} {precision:<5} FAILED: {exc}", flush=True)

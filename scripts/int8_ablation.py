@@ -13,13 +13,15 @@ import sys
 from pathlib import Path
 
 from vacc_deploy.backends import BuiltModel, open_session
-from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
+from vacc_deploy.backends import BuildOptions
+from vacc_deploy.backends.ort.build import build_onnxruntime
 from vacc_deploy.config import load_row
 from vacc_deploy.evaluation.protocols import Candidate, evaluate
 from vacc_deploy.imaging.datasets import find_pairs
 from vacc_deploy.evaluation.upscaler import Upscaler
-from vacc_deploy.pipeline import CalibRequest, ModelRequest, calib_stage, export_stage
-from vacc_deploy.spec import ModelSpec
+from vacc_deploy import artifacts
+from vacc_deploy.calibration.ranges import calibration_ranges
+from vacc_deploy.pipeline import CalibRequest, ModelRequest, prepare
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VARIANTS = [  # (label, build options, KL with ORT's rule)
@@ -49,9 +51,9 @@ def main() -> int:
     config = load_row(args.row)
     req = ModelRequest(weights=str(SHARED / "weights" / config.weights.official.file),
                        calib=CalibRequest(images=SHARED / "images" / "RealSRSet", num=args.num))
-    exported = export_stage(config, req, args.workdir)
-    spec, shape = ModelSpec(**exported.spec), tuple(exported.input_shape)
-    calib = calib_stage(config, spec, shape, req, args.workdir)
+    up = prepare(config, req, args.workdir, int8=True)
+    exported, calib = up.exported, up.calib
+    spec, shape = exported.spec, tuple(exported.input_shape)
     cands = [_candidate(None, exported.onnx_path, spec, shape, "fp32")]
     for label, opts, ort_rule in VARIANTS:
         row_name = config.name + ("-ortkl" if ort_rule else "")  # separate range cache for ORT's KL rule
@@ -59,7 +61,9 @@ def main() -> int:
             import vacc_deploy.calibration.methods as methods
 
             methods.METHODS["kl_divergence"] = lambda **kw: methods.KLCalibration(**{**kw, "ort_compat": True})
-        built = build_onnxruntime(exported.onnx_path, spec, opts, row=row_name, calib=calib, workdir=args.workdir)
+        ranges = calibration_ranges(exported.onnx_path, calib, spec, opts.quant, opts.percentile,
+                                    artifacts.row_workdir(row_name, args.workdir))
+        built = build_onnxruntime(exported.onnx_path, opts, row=row_name, ranges=ranges, workdir=args.workdir)
         if ort_rule:
             methods.METHODS["kl_divergence"] = methods.KLCalibration
         cands.append(_candidate(label, built.model_path, spec, shape))

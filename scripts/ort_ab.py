@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from vacc_deploy.backends.ort.session import int8_8bit_weights, session_options
-from vacc_deploy.artifacts import x86_without_vnni
+from vacc_deploy.machine import x86_without_vnni
 
 
 def _variants(accurate: bool) -> dict[str, ort.SessionOptions]:

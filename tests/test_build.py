@@ -10,13 +10,15 @@ import onnx
 import pytest
 
 from vacc_deploy.backends.ort.session import OrtSession
-from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime, conv_nodes
+from vacc_deploy.backends import BuildOptions
+from vacc_deploy.backends.layers import conv_nodes
+from vacc_deploy.backends.ort.build import build_onnxruntime
+from vacc_deploy.calibration.ranges import calibration_ranges
 from vacc_deploy.calibration.dataset import make_calibration_set
 from vacc_deploy.cli import main
 from vacc_deploy.config import load_row
 from vacc_deploy.errors import UsageError
 from vacc_deploy.export import export_row
-from vacc_deploy.spec import ModelSpec
 
 SHAPE = (1, 3, 32, 32)
 
@@ -29,15 +31,18 @@ def env(tmp_path_factory):
     for i in range(3):
         cv2.imwrite(str(imgs / f"{i}.png"), rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
     exported = export_row(load_row("lesrcnn_x2"), "synthetic", SHAPE, workdir=work)
-    spec = ModelSpec(**exported.spec)
+    spec = exported.spec
     calib = make_calibration_set("lesrcnn_x2", spec, imgs, SHAPE, num=4, workdir=work)
     return work, imgs, exported, spec, calib
 
 
 def _build(env, **opts):
     work, _, exported, spec, calib = env
-    return build_onnxruntime(exported.onnx_path, spec, BuildOptions(**opts), row="lesrcnn_x2",
-                             calib=calib, workdir=work)
+    o = BuildOptions(**opts)
+    ranges = None
+    if o.precision == "int8":
+        ranges = calibration_ranges(exported.onnx_path, calib, spec, o.quant, o.percentile, work / "lesrcnn_x2")
+    return build_onnxruntime(exported.onnx_path, o, row="lesrcnn_x2", ranges=ranges, workdir=work)
 
 
 def _weight_is_float(model: onnx.ModelProto, conv_name: str) -> bool:
@@ -104,9 +109,10 @@ def test_bad_build_options(env, opts, match) -> None:
 
 def test_int8_without_calibration(env) -> None:
     work, _, exported, spec, _ = env
-    with pytest.raises(UsageError, match="--calib-images"):
-        build_onnxruntime(exported.onnx_path, spec, BuildOptions(precision="int8", quant="max"),
-                          row="lesrcnn_x2", calib=None, workdir=work)
+    with pytest.raises(UsageError, match="needs calibration images") as info:
+        build_onnxruntime(exported.onnx_path, BuildOptions(precision="int8", quant="max"),
+                          row="lesrcnn_x2", ranges=None, workdir=work)
+    assert info.value.option == "calib_images"  # the CLI names its flag (library messages name none)
 
 
 def test_cli_int8_without_images_is_usage_error(env, capsys) -> None:
@@ -118,7 +124,7 @@ def test_cli_int8_without_images_is_usage_error(env, capsys) -> None:
 
 
 def test_interrupted_build_leaves_nothing_and_rerun_completes(env, monkeypatch) -> None:
-    import vacc_deploy.calibration as quant
+    import vacc_deploy.backends.ort.qdq as quant
 
     real = quant.quantize_int8
 

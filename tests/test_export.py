@@ -16,12 +16,13 @@ from onnx import TensorProto
 
 from tests.helpers import row_variant
 from vacc_deploy.backends.ort.session import OrtSession
-from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
+from vacc_deploy.backends import BuildOptions
+from vacc_deploy.backends.ort.build import build_onnxruntime
+from vacc_deploy.calibration.ranges import calibration_ranges
 from vacc_deploy.calibration.dataset import make_calibration_set
 from vacc_deploy.config import load_row
 from vacc_deploy.export import export_row
 from vacc_deploy.models import create_model
-from vacc_deploy.spec import ModelSpec
 
 SHAPE = (1, 3, 16, 16)
 
@@ -54,10 +55,11 @@ def test_int8_build_quantizes_every_inner_conv_weight_per_channel(rrdb, tmp_path
     rng = np.random.default_rng(0)
     for i in range(2):
         cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
-    spec = ModelSpec(**exported.spec)
+    spec = exported.spec
     calib = make_calibration_set(config.name, spec, tmp_path, SHAPE, num=2, workdir=work)
-    built = build_onnxruntime(exported.onnx_path, spec, BuildOptions(precision="int8", quant="max"),
-                              row=config.name, calib=calib, workdir=work)
+    ranges = calibration_ranges(exported.onnx_path, calib, spec, "max", 99.99, work / config.name)
+    built = build_onnxruntime(exported.onnx_path, BuildOptions(precision="int8", quant="max"),
+                              row=config.name, ranges=ranges, workdir=work)
     model = onnx.load(str(built.model_path))
     inits = {t.name: t for t in model.graph.initializer}
     made = {o: n for n in model.graph.node for o in n.output}
@@ -75,8 +77,7 @@ def test_fp16_build_reads_the_initializer_graph(rrdb) -> None:
     """The Resize scales shared by both upsamplers are now one initializer: the fp16 build loads, and
     ONNX shape inference (the benchmark's FLOP count) accepts it."""
     work, config, exported = rrdb
-    built = build_onnxruntime(exported.onnx_path, ModelSpec(**exported.spec), BuildOptions(precision="fp16"),
-                              row=config.name, calib=None, workdir=work)
+    built = build_onnxruntime(exported.onnx_path, BuildOptions(precision="fp16"), row=config.name, workdir=work)
     x = np.random.default_rng(1).random(SHAPE, dtype=np.float32)
     ref = OrtSession(exported.onnx_path).run(x)
     assert np.abs(OrtSession(built.model_path).run(x) - ref).max() <= 1e-2 * (ref.max() - ref.min())

@@ -14,11 +14,11 @@ import pytest
 from tests.quant.graphs import conv_relu_conv_add
 from tests.report.sample import sample_report
 from vacc_deploy import artifacts
-from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
+from vacc_deploy.backends import BuildOptions
+from vacc_deploy.backends.ort.build import build_onnxruntime
 from vacc_deploy.imaging.io import write_image
 from vacc_deploy.report.charts import bar_images_per_s
 from vacc_deploy.report.render import write_report
-from vacc_deploy.spec import ModelSpec
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])
@@ -41,8 +41,7 @@ def _written(tmp: Path) -> list[Path]:
         (d / "inside.txt").write_text("x")
     write_image(tmp / "img.png", np.zeros((4, 4, 3), np.uint8))
     bar_images_per_s([{"backend": "onnxruntime", "precision": "fp32", "images_per_s": 2.0}], tmp / "plot.png")
-    spec = ModelSpec(scale=1, channel_order="RGB", value_range=1.0, size_multiple=1)
-    fp16 = build_onnxruntime(conv_relu_conv_add(tmp / "g.onnx"), spec, BuildOptions(precision="fp16"),
+    fp16 = build_onnxruntime(conv_relu_conv_add(tmp / "g.onnx"), BuildOptions(precision="fp16"),
                              row="g", workdir=tmp / "w")
     report = tmp / "report"
     write_report(sample_report(tmp / "src", provenance="house"), report)

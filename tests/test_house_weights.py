@@ -14,7 +14,7 @@ from tests.helpers import closed_port_url, row_variant
 from vacc_deploy import weights as weights_mod
 from vacc_deploy.config import HOUSE_DIR, available_rows, load_row
 from vacc_deploy.errors import ChecksumError, ConfigError, WeightsError
-from vacc_deploy.export import weights_identity
+from vacc_deploy.weights import weights_identity
 from vacc_deploy.models import create_model, load_checkpoint
 from vacc_deploy.pipeline.run import _provenance
 from vacc_deploy.training.house import provenance_path

@@ -13,7 +13,7 @@ from vacc_deploy.imaging.datasets import find_pairs
 from vacc_deploy.imaging.io import to_uint
 from vacc_deploy.imaging.metrics import psnr_y
 from vacc_deploy.evaluation.upscaler import Upscaler
-from vacc_deploy.pipeline import ModelRequest, build_stage
+from vacc_deploy.pipeline import ModelRequest, build
 
 TILE = (1, 3, 48, 48)
 
@@ -23,8 +23,8 @@ def lesrcnn(weights_dir, tmp_path_factory):
     config = load_row("lesrcnn_x2")
     req = ModelRequest(weights=str(weights_dir / "lesrcnn_x2.pth"), shape=TILE)
     work = tmp_path_factory.mktemp("w")
-    onnx_model = build_stage(config, req, work)
-    torch_model = build_stage(config, ModelRequest(weights=req.weights, backend="torch"), work)
+    onnx_model = build(config, req, work)
+    torch_model = build(config, ModelRequest(weights=req.weights, backend="torch"), work)
     from vacc_deploy.backends.pytorch import open_session as open_torch
     from vacc_deploy.backends import SessionOptions
 

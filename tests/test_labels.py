@@ -11,11 +11,11 @@ import pytest
 
 from tests.helpers import row_variant
 from tests.quant.graphs import conv_relu_conv_add
-from vacc_deploy.backends.ort.build import BuildOptions, build_onnxruntime
+from vacc_deploy.backends import BuildOptions
+from vacc_deploy.backends.ort.build import build_onnxruntime
 from vacc_deploy.config import available_rows, load_row
 from vacc_deploy.report.model import ReportData
 from vacc_deploy.report.sections import weights_sentence
-from vacc_deploy.spec import ModelSpec
 from vacc_deploy.weights import default_choice
 
 
@@ -55,7 +55,6 @@ def test_default_choice_without_download_or_hashing(tmp_path: Path, monkeypatch:
 
 
 def test_fp16_build_lists_no_int8_settings(tmp_path: Path) -> None:
-    spec = ModelSpec(scale=1, channel_order="RGB", value_range=1.0, size_multiple=1)
-    built = build_onnxruntime(conv_relu_conv_add(tmp_path / "g.onnx"), spec, BuildOptions(precision="fp16"),
+    built = build_onnxruntime(conv_relu_conv_add(tmp_path / "g.onnx"), BuildOptions(precision="fp16"),
                               row="g", workdir=tmp_path / "w")
     assert built.manifest["settings"] == {"keep_io_types": True}

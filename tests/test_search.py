@@ -64,10 +64,10 @@ def test_choose_takes_a_clearly_faster_trial_that_meets_the_target() -> None:
 
 @pytest.mark.parametrize("vnni_missing", [True, False])
 def test_fast_variants(monkeypatch, vnni_missing: bool) -> None:
-    from vacc_deploy import artifacts
-    from vacc_deploy.backends.ort.build import BuildOptions
+    from vacc_deploy import machine
+    from vacc_deploy.backends import BuildOptions
 
-    monkeypatch.setattr(artifacts, "x86_without_vnni", lambda: vnni_missing)
+    monkeypatch.setattr(machine, "x86_without_vnni", lambda: vnni_missing)
     got = fast_variants(BuildOptions(precision="int8"))
     if vnni_missing:
         assert got == [{"int8_ops": "compute", "reduce_range": "on"}, {"int8_ops": "all", "reduce_range": "off"},

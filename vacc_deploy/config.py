@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vacc_deploy.errors import ConfigError, UsageError
+from vacc_deploy.types import CalibMethod
 
 #: The shipped rows (package data: present in a checkout and in an installed wheel alike).
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 #: Where house weights live (package data, beside ``model_configs/``).
 HOUSE_DIR = Path(__file__).resolve().parent / "house_weights"
-#: The int8 calibration methods (:data:`vacc_deploy.calibration.METHODS` implements each); one vocabulary
-#: for the YAML's ``quant.method``, the CLI's ``--quant`` and the vamc build.
-QuantMethod = Literal["percentile", "kl_divergence", "max", "mse"]
-QUANT_METHODS: tuple[str, ...] = get_args(QuantMethod)
 
 
 class _Strict(BaseModel):
@@ -109,7 +106,7 @@ class Weights(_Strict):
 class Quantization(_Strict):
     """The row's seed int8 calibration method (what the vendor table used)."""
 
-    method: QuantMethod = "percentile"
+    method: CalibMethod = "percentile"
 
 
 class RowConfig(_Strict):

@@ -2,15 +2,27 @@
 
 Every error carries a one-line, user-facing message that names the file or key at fault and what
 was expected. ``exit_code`` is 2 for usage and configuration errors, 1 for failures.
+
+Library messages never name command-line flags: an error about one option's value carries the
+option's name as the library knows it (``option``: a request or build-option field such as
+``"precision"``, ``"calib_images"``), and the CLI puts its own flag for it in front of the message.
 """
 
 from __future__ import annotations
 
 
 class VaccError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    ``option``: the name of the option whose value is at fault (the field name of the request that
+    carried it), or None.
+    """
 
     exit_code: int = 1
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class UsageError(VaccError):

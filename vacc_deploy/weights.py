@@ -20,32 +20,23 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, NamedTuple
 
-
-from vacc_deploy.artifacts import umask_mode
+from vacc_deploy.artifacts import file_digest, sha256_file, umask_mode
 from vacc_deploy.config import HOUSE_DIR, OfficialWeights, RowConfig
 from vacc_deploy.errors import ChecksumError, WeightsError
 from vacc_deploy.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-SPECIAL_WEIGHTS = ("synthetic", "official", "house")
 _CHUNK = 1 << 20
+SPECIAL_WEIGHTS = ("synthetic", "official", "house")
 
 
 def cache_dir() -> Path:
     """The user weight cache: ``$VACC_DEPLOY_CACHE`` or ``~/.cache/vacc_deploy``."""
     env = os.environ.get("VACC_DEPLOY_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "vacc_deploy"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(path: Path, expected: str | None) -> str:
@@ -220,3 +211,37 @@ def _fetch(url: str, out, timeout: float, label: str) -> str:
                 h.update(block)
                 bar.update(len(block))
     return h.hexdigest()
+
+
+class WeightsRef(NamedTuple):
+    """A row's weights as every later stage sees them: ``label`` (``kind:file``, kind ``official``,
+    ``house`` or ``file``; or the synthetic-v1 rule), the file's sha256 (None for synthetic) and
+    ``arg``, what :func:`vacc_deploy.models.create_model` takes (a path, or ``"synthetic"``)."""
+
+    label: str
+    sha256: str | None
+    arg: Any
+
+    @property
+    def kind(self) -> str:
+        """``official``, ``house``, ``file`` or ``synthetic``."""
+        return "synthetic" if self.sha256 is None else self.label.split(":")[0]
+
+
+def weights_identity(config: RowConfig, weights: str | Path | None) -> WeightsRef:
+    """The :class:`WeightsRef` of a weights choice (None/"official", "house", "synthetic" or a path).
+
+    The sha256 of the file goes into every cache key, so house and official weights never share a
+    cached export; a path to the house file (recognised by its hash) is labelled ``house``. Hashing is
+    memoised per process (:func:`vacc_deploy.artifacts.file_digest`). Raises WeightsError.
+    """
+    if str(weights) == "synthetic":
+        syn = config.weights.synthetic
+        return WeightsRef(f"synthetic-v1 (seed_base {syn.seed_base}, std_factor {syn.std_factor})", None, "synthetic")
+    path, kind = resolve_with_kind(config, weights)
+    digest = file_digest(path)
+    if kind == "file":
+        kind = weights_kind(config, digest)
+    if kind == "house" and weights is not None:
+        log.warning("%s: HOUSE WEIGHTS %s — %s", config.name, path.name, HOUSE_LABEL)
+    return WeightsRef(f"{kind}:{path.name}", digest, path)

@@ -12,7 +12,7 @@ import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import numpy_helper
 
-from vacc_deploy.backends import Backend, BuiltModel, SessionOptions
+from vacc_deploy.backends import BuiltModel, OnnxBackend, SessionOptions
 from vacc_deploy.errors import BuildError
 
 
@@ -86,7 +86,7 @@ class NumpySession:
         return values[self._output].astype(np.float32)
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(OnnxBackend):
     name = "numpy"
     short = "np"
     summary = "numpy interpreter (tests only)"

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from vacc_deploy.cli import COMMANDS, build_parser
-from vacc_deploy.config import QUANT_METHODS
+from vacc_deploy.types import CALIB_METHODS as QUANT_METHODS
 from vacc_deploy.calibration.methods import METHODS
 
 

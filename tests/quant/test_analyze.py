@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.quant.graphs import random_inputs
-from vacc_deploy.calibration import quantize_int8
+from vacc_deploy.backends.ort.qdq import quantize_int8
 from vacc_deploy.evaluation.analysis import OUTPUT_LAYER, ErrorStats, analyze_layers, quantized_convs
 
 

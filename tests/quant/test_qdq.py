@@ -9,7 +9,8 @@ import pytest
 from onnx import numpy_helper
 
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.calibration import ArraySource, calibrate, convert_fp16, quantize_int8
+from vacc_deploy.backends.ort.qdq import convert_fp16, quantize_int8
+from vacc_deploy.calibration import ArraySource, calibrate
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,10 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -132,56 +130,26 @@ def stage_key(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (always read: for verifying downloads)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_digest(path: Path) -> str:
-    """sha256 of a file (hex)."""
-    from vacc_deploy.weights import sha256_file
-
-    return sha256_file(Path(path))
-
-
-def tool_versions() -> dict[str, str]:
-    """Versions of the tools that shape results (read from package metadata: nothing is imported)."""
-    names = ["vacc-deploy", "numpy", "onnx", "onnxruntime", "onnxsim", "openvino", "opencv-python-headless", "torch"]
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _cpu_info() -> dict[str, Any]:
-    """CPU model name and the SIMD flags that decide int8/fp16 speed (Linux ``/proc/cpuinfo``; empty
-    elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return {}
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "f16c", "avx512_fp16")
-    flags = set(fields.get("flags", "").split())
-    return {"cpu_model": fields.get("model name", ""), "cpu_flags": [f for f in wanted if f in flags]}
-
-
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8); False when unknown."""
-    return any(f in _cpu_info().get("cpu_flags", []) for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
-def x86_without_vnni() -> bool:
-    """True on x86-64 CPUs without VNNI, where ONNX Runtime's fast u8s8 int8 kernels add pairs of
-    products in int16 with saturation (8-bit weights can overflow them)."""
-    return platform.machine().lower() in ("x86_64", "amd64") and not cpu_has_vnni()
-
-
-def machine() -> dict[str, Any]:
-    """A short description of this machine (for benchmark and manifest records): platform,
-    processor, logical CPU count and, on Linux, the CPU model and its relevant SIMD flags."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        **_cpu_info(),
-    }
+    """sha256 of a file (hex), memoised per process by the file's identity (absolute path, inode,
+    size, modification time in ns): the stages of one command hash a weights file or an export once."""
+    path = Path(path)
+    st = path.stat()
+    ident = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _DIGESTS.get(ident)
+    if digest is None:
+        digest = _DIGESTS[ident] = sha256_file(path)
+    return digest

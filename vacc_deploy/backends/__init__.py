@@ -9,29 +9,32 @@ all come from it. Adding a backend = one module + one line here. ``"auto"`` is r
 
 from __future__ import annotations
 
-from vacc_deploy.backends.base import Artifact, Backend, BuiltModel, Session, SessionOptions
+from vacc_deploy.backends.base import Artifact, Backend, BuildInputs, BuiltModel, Session, SessionOptions
+from vacc_deploy.backends.onnx_backend import OnnxBackend
+from vacc_deploy.backends.options import BuildOptions
 from vacc_deploy.backends.openvino import OpenVinoBackend
 from vacc_deploy.backends.ort.session import OrtBackend
 from vacc_deploy.backends.pytorch import TorchBackend
 from vacc_deploy.backends.vacc.session import VaccBackend
 from vacc_deploy.errors import BackendUnavailable, UsageError
 
-__all__ = ["AUTO", "AUTO_ORDER", "Artifact", "BACKENDS", "Backend", "BuiltModel", "DEFAULT_BACKEND", "Session",
+__all__ = ["AUTO", "AUTO_ORDER", "Artifact", "BACKENDS", "Backend", "BuildInputs", "BuildOptions", "BuiltModel",
+           "DEFAULT_BACKEND", "OnnxBackend", "Session",
            "SessionOptions", "backend_names", "get_backend", "open_session", "resolve", "short_label"]
 
 BACKENDS: dict[str, Backend] = {
-    "torch": TorchBackend(),
-    "onnxruntime": OrtBackend(),
-    "vacc": VaccBackend(),
-    "openvino": OpenVinoBackend(),
+    TorchBackend.name: TorchBackend(),
+    OrtBackend.name: OrtBackend(),
+    VaccBackend.name: VaccBackend(),
+    OpenVinoBackend.name: OpenVinoBackend(),
 }
 
 #: The backend name that means "the best one available here".
 AUTO = "auto"
 #: What ``auto`` tries, in order: the accelerator, else the default CPU runtime.
-AUTO_ORDER: tuple[str, ...] = ("vacc", "onnxruntime")
+AUTO_ORDER: tuple[str, ...] = (VaccBackend.name, OrtBackend.name)
 #: The backend a command uses when none is named.
-DEFAULT_BACKEND = "onnxruntime"
+DEFAULT_BACKEND = OrtBackend.name
 
 
 def get_backend(name: str) -> Backend:

@@ -11,19 +11,32 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 import importlib.util
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from vacc_deploy.backends.options import BuildOptions
 from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import ModelSpec
+from vacc_deploy.types import PRECISIONS, Precision
+
+if TYPE_CHECKING:  # annotations only: the backends take these artifacts from the earlier stages
+    from vacc_deploy.calibration.dataset import CalibSet
+    from vacc_deploy.calibration.ranges import Ranges
+    from vacc_deploy.config import RowConfig
+    from vacc_deploy.export import ExportResult
+    from vacc_deploy.weights import WeightsRef
 
 #: What the build stage must produce for a backend: the fixed-shape ONNX file of the requested
 #: precision ("onnx"), the vamc-compiled model ("vamc"), or nothing but the row and its weights
 #: ("module": the PyTorch reference rebuilds the module itself).
 Artifact = Literal["onnx", "vamc", "module"]
+#: What an int8 build of a backend needs from calibration: the activation ranges the pipeline
+#: computes ("ranges"), or only the calibration images (the vendor compiler calibrates itself).
+Calibration = Literal["ranges", "images"]
 
 
 class Session(Protocol):
@@ -53,12 +66,35 @@ class SessionOptions:
 
 
 @dataclass(frozen=True)
+class BuildInputs:
+    """What the pipeline hands a backend's build stage (the artifacts of the earlier stages).
+
+    ``exported``: the fixed-shape fp32 ONNX export (None for a backend that rebuilds the module,
+    artifact "module"); ``calib``: the calibration set (int8); ``ranges``: its activation ranges
+    for ``options.quant`` (int8 builds of backends with ``calibration == "ranges"``; the vamc
+    compiler calibrates on the set's images itself); ``weights``: the row's resolved weights.
+    ``force``: rebuild even when a cached build matches.
+    """
+
+    config: RowConfig
+    weights: WeightsRef
+    options: BuildOptions
+    exported: ExportResult | None = None
+    calib: CalibSet | None = None
+    ranges: Ranges | None = None
+    workdir: Path | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
 class BuiltModel:
-    """The artifact a session runs: what the build stage produced for one precision.
+    """The artifact a session runs: what a backend's build stage produced for one precision.
 
     ``onnx_path`` is the ONNX model (artifact "onnx"); ``vacc_dir``/``vdsp_json`` the vamc output
-    ("vamc"); ``config``/``weights`` let the torch backend rebuild the reference module ("module").
-    ``label`` describes the weights for reports (official / synthetic / file).
+    and ``vamc`` the vamc build files (artifact "vamc"); ``config``/``weights`` let the torch backend
+    rebuild the reference module ("module"). ``label`` describes the weights for reports (official /
+    house / synthetic / file). ``backend``: the backend that built it; ``folder``/``manifest``: the
+    build folder and its manifest (None / empty for the fp32 export itself); ``cached``: reused.
     """
 
     row: str
@@ -71,8 +107,13 @@ class BuiltModel:
     onnx_path: Path | None = None
     vacc_dir: Path | None = None
     vdsp_json: Path | None = None
-    config: object | None = None  # the RowConfig (torch backend rebuilds the module from it)
-    numerics: str | None = None  # int8: whose arithmetic (vacc_deploy.backends.ort.build.Numerics)
+    config: RowConfig | None = None  # the torch backend rebuilds the module from it
+    numerics: str | None = None  # int8: whose arithmetic (vacc_deploy.backends.ort.Numerics)
+    backend: str = ""
+    folder: Path | None = None
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    cached: bool = False
+    vamc: Any = None  # vacc_deploy.backends.vacc.files.VamcFiles of a vamc build
 
 
 def installed(module: str) -> bool:
@@ -102,6 +143,7 @@ class Backend(ABC):
         summary: one line for ``--help``.
         artifact: what the build stage produces for it (see :data:`Artifact`).
         precisions: the builds it runs (a subset of fp32, fp16, int8).
+        calibration: what its int8 build needs (see :data:`Calibration`).
 
     Importing a backend's module must not import its runtime: :meth:`unavailable_reason` finds
     out without importing it, :meth:`open` imports it.
@@ -111,11 +153,24 @@ class Backend(ABC):
     short: str
     summary: str
     artifact: Artifact = "onnx"
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    precisions: tuple[Precision, ...] = PRECISIONS
+    calibration: Calibration = "ranges"
 
     @abstractmethod
     def unavailable_reason(self) -> str | None:
         """None when this backend can run here, else a one-line reason (what is missing)."""
+
+    @abstractmethod
+    def build(self, inputs: BuildInputs) -> BuiltModel:
+        """Build (or reuse the cached build of) ``inputs.options.precision`` from the earlier stages'
+        artifacts. Never calls an earlier stage: what it needs is in ``inputs``.
+
+        Raises:
+            UsageError: a precision or option this backend cannot build, or a missing input (no
+                calibration set or ranges for int8).
+            BackendUnavailable: the build needs a tool that is not installed (after writing what it can).
+            BuildError: the build failed.
+        """
 
     @abstractmethod
     def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> Session:

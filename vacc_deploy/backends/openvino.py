@@ -9,16 +9,25 @@ VNNI run faster than ONNX Runtime's exact int8 kernels (see docs/benchmarks.md, 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed, onnx_model
+from vacc_deploy.backends.base import BuiltModel, SessionOptions, installed, onnx_model
+from vacc_deploy.backends.onnx_backend import OnnxBackend, int8_8bit_weights
+from vacc_deploy.machine import x86_without_vnni
 from vacc_deploy.errors import BackendUnavailable, BuildError
 
 INSTALL_HINT = "pip install vacc-deploy[openvino]"
+#: Said once per file when OpenVINO opens an int8 file with 8-bit weights on an x86 CPU without VNNI.
+SATURATION_NOTE = ("OpenVINO on this CPU (x86 without VNNI) runs int8 convolutions on kernels that add pairs of "
+                   "u8 x s8 products in int16 with saturation, so 8-bit weights can differ from ONNX Runtime's "
+                   "exact int8 result; a 7-bit build (reduce_range on) runs exactly")
+
+log = logging.getLogger(__name__)
 
 
 def compile_config(threads: int | None) -> dict[str, Any]:
@@ -61,6 +70,8 @@ class OpenVinoSession:
             raise BuildError(f"{self.path}: OpenVINO cannot load the model ({str(exc)[:200]})") from exc
         self.input_shape = tuple(int(d) for d in shape.to_shape())
         self._request = self._compiled.create_infer_request()
+        if x86_without_vnni() and int8_8bit_weights(self.path):
+            log.warning("%s: %s", self.path.name, SATURATION_NOTE)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch (float32 NCHW of the model's input shape); returns a new float32 NCHW array."""
@@ -74,13 +85,12 @@ def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) 
     return OpenVinoSession(onnx_model(built, "OpenVINO"), options.threads)
 
 
-class OpenVinoBackend(Backend):
+class OpenVinoBackend(OnnxBackend):
     """OpenVINO's CPU plugin on the fp32/fp16/int8 ONNX builds."""
 
     name = "openvino"
     short = "ov"
     summary = "OpenVINO CPU (the same ONNX builds; optional extra [openvino])"
-    artifact = "onnx"
 
     def unavailable_reason(self) -> str | None:
         return None if installed("openvino") else f"openvino is not installed ({INSTALL_HINT})"

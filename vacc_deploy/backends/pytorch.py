@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed
+from vacc_deploy.backends.base import Backend, BuildInputs, BuiltModel, SessionOptions, installed
 from vacc_deploy.config import RowConfig
-from vacc_deploy.errors import BuildError
+from vacc_deploy.errors import BuildError, UsageError
 
 
 class TorchSession:
@@ -62,6 +62,22 @@ class TorchBackend(Backend):
 
     def unavailable_reason(self) -> str | None:
         return None if installed("torch") else "torch is not installed (pip install vacc-deploy[export])"
+
+    def build(self, inputs: BuildInputs) -> BuiltModel:
+        """Nothing to build: the row and its weights (the session rebuilds the module). Raises
+        UsageError for a precision other than fp32."""
+        if inputs.options.precision not in self.precisions:
+            raise UsageError(f"backend {self.name} runs {', '.join(self.precisions)} only "
+                             f"(got {inputs.options.precision})", option="precision")
+        config, exported = inputs.config, inputs.exported
+        if exported is not None:
+            spec, shape = exported.spec, tuple(exported.input_shape)
+        else:
+            from vacc_deploy.models import row_spec
+
+            spec, shape = row_spec(config), tuple(config.input_shape)
+        return BuiltModel(row=config.name, spec=spec, input_shape=shape, label=inputs.weights.label,
+                          weights=str(inputs.weights.arg), config=config, backend=self.name)
 
     def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> TorchSession:
         return open_session(built, options)

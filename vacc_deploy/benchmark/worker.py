@@ -21,6 +21,7 @@ from typing import Any
 
 from vacc_deploy import errors
 from vacc_deploy.errors import VaccError
+from vacc_deploy.types import DEFAULT_ITERS, DEFAULT_OVERLAP, DEFAULT_WARMUP
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,10 @@ class BenchJob:
     onnx_path: str | None = None
     weights: str | None = None
     threads: int | None = None
-    iters: int = 20
-    warmup: int = 3
+    iters: int = DEFAULT_ITERS
+    warmup: int = DEFAULT_WARMUP
     image: str | None = None
-    overlap: int = 16
+    overlap: int = DEFAULT_OVERLAP
     seed: int = 0
 
 
@@ -118,13 +119,14 @@ def run_job(job: BenchJob, timeout_s: float | None = None) -> dict[str, Any]:
         data = json.loads(out_path.read_text())
     if "error" in data:
         cls = getattr(errors, data.get("type", ""), VaccError)
-        raise (cls if isinstance(cls, type) and issubclass(cls, VaccError) else VaccError)(data["error"])
+        kind = cls if isinstance(cls, type) and issubclass(cls, VaccError) else VaccError
+        raise kind(data["error"], option=data.get("option"))
     return data
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m vacc_deploy.benchmark.worker JOB.json RESULT.json``: exit 0, or 1 with the error in
-    RESULT.json as ``{"error", "type"}``."""
+    RESULT.json as ``{"error", "type", "option"}``."""
     job_path, out_path = (argv or sys.argv[1:])[:2]
     raw = json.loads(Path(job_path).read_text())
     raw["input_shape"] = tuple(raw["input_shape"])
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         data: dict[str, Any] = measure_job(BenchJob(**raw))
         code = 0
     except VaccError as exc:
-        data, code = {"error": str(exc), "type": type(exc).__name__}, 1
+        data, code = {"error": str(exc), "type": type(exc).__name__, "option": exc.option}, 1
     Path(out_path).write_text(json.dumps(data))
     return code
 

@@ -1,8 +1,9 @@
-"""Calibration (streaming activation statistics) and int8 / fp16 conversion, without torch.
+"""The calibration stage (streaming activation statistics), without torch: the calibration set
+(:mod:`.dataset`) and its activation ranges (:mod:`.ranges`).
 
 :func:`calibrate` runs a fixed-shape fp32 ONNX model on a :class:`CalibrationSource` one image at a
-time and returns per-tensor ranges chosen by a method of :data:`METHODS`; :func:`quantize_int8`
-hands those ranges to ONNX Runtime's QDQ quantizer. Memory does not grow with the number of images
+time and returns per-tensor ranges chosen by a method of :data:`METHODS`; the build stage
+(:mod:`vacc_deploy.backends.ort.build`) turns them into int8 models. Memory does not grow with the number of images
 (see :mod:`vacc_deploy.calibration.collect` and :mod:`vacc_deploy.calibration.stats`).
 
 Cost: one pass over the source, one forward pass per image for every method (the model runs as a
@@ -37,13 +38,12 @@ from vacc_deploy.calibration.collect import (
     stream_chain,
 )
 from vacc_deploy.calibration.methods import METHODS
-from vacc_deploy.backends.ort.qdq import convert_fp16, quantize_int8
 from vacc_deploy.calibration.stats import TensorStats
 
 __all__ = [
     "ArraySource", "CalibrationResult", "CalibrationSource", "CallableSource", "DEFAULT_OP_TYPES", "INT8_OP_SETS",
     "METHODS",
-    "calibrate", "convert_fp16", "quantize_int8",
+    "calibrate",
 ]
 
 

@@ -61,9 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         doc = _summary(module.__doc__)
-        module.add_arguments(sub.add_parser(name, help=doc, description=doc,
-                                            parents=[_output_options(argparse.SUPPRESS)]))
+        command = sub.add_parser(name, help=doc, description=doc, parents=[_output_options(argparse.SUPPRESS)])
+        module.add_arguments(command)
+        command.set_defaults(flags=_flags(command))
     return parser
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Option name (an argument's ``dest``, the request field a library error names) -> its flag."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
+        long = [s for s in action.option_strings if s.startswith("--")]
+        if long and action.dest not in flags:
+            flags[action.dest] = long[0]
+    return flags
+
+
+def error_line(exc: VaccError, flags: dict[str, str]) -> str:
+    """The CLI's one-line message of a library error: the flag of the option at fault in front
+    (library messages do not name flags), else the option's name, else the message alone."""
+    if exc.option is None:
+        return str(exc)
+    return f"{flags.get(exc.option, exc.option.replace('_', ' '))}: {exc}"
 
 
 def _summary(doc: str | None) -> str:
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     except VaccError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"vacc-deploy: error: {exc}", file=sys.stderr)
+        print(f"vacc-deploy: error: {error_line(exc, getattr(args, 'flags', {}))}", file=sys.stderr)
         return exc.exit_code
     except faults.Terminated:
         print("vacc-deploy: terminated by SIGTERM (nothing half-written was kept; rerun to complete)", file=sys.stderr)

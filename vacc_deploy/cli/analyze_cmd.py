@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from vacc_deploy.cli.common import add_model_args, add_row, request_from_args
+from vacc_deploy.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,11 +42,18 @@ def print_table(result: dict, ranked: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy import artifacts
     from vacc_deploy.config import load_row
-    from vacc_deploy.pipeline.analysis import analysis_stage, ranked_layers
+    from vacc_deploy.evaluation.analysis import ranked_layers
+    from vacc_deploy.pipeline import build_model, prepare
+    from vacc_deploy.pipeline.analysis import analysis_stage
 
     config = load_row(args.row)
     req = request_from_args(args)
-    result, path, reused = analysis_stage(config, req, args.workdir, images=args.images)
+    if req.build.precision != "int8":
+        raise UsageError("analyze compares an int8 build with fp32: use --precision int8")
+    if req.calib.images is None:
+        raise UsageError("analyze needs calibration images: pass --calib-images DIR")
+    up = prepare(config, req, args.workdir)
+    result, path, reused = analysis_stage(up, build_model(up, req), images=args.images)
     print_table(result, ranked_layers(result))
     state = "reused" if reused else f"{result['seconds']:.1f} s"
     print(f"analysis: {path} ({state}); plot: {path.with_suffix('.png')}")

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from vacc_deploy.backends import BACKENDS, DEFAULT_BACKEND
-from vacc_deploy.cli.common import add_model_args, add_row, backends_help, request_from_args, split_list
+from vacc_deploy.cli.common import add_model_args, add_row, backends_help, overlap_of, request_from_args, split_list
+from vacc_deploy.types import DEFAULT_ITERS, DEFAULT_WARMUP
 from vacc_deploy.config import RowConfig, load_row
 from vacc_deploy.errors import BackendUnavailable, UsageError
 
@@ -17,9 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", default=DEFAULT_BACKEND, metavar="LIST",
                         help=f"comma-separated, of {backends_help(tuple(BACKENDS))}. A backend that runs "
                              f"fp32 only is measured at fp32 whatever --precisions says (default {DEFAULT_BACKEND})")
-    parser.add_argument("--iters", type=int, default=20, metavar="N", help="timed runs (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, metavar="N",
-                        help="untimed runs after the first run (default 3)")
+    parser.add_argument("--iters", type=int, default=DEFAULT_ITERS, metavar="N",
+                        help=f"timed runs (default {DEFAULT_ITERS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N",
+                        help=f"untimed runs after the first run (default {DEFAULT_WARMUP})")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results as JSON")
     parser.add_argument("--image", type=Path, default=None, metavar="PATH",
                         help="also time this LR image end to end (tiling, pre/post-processing); a folder: "
@@ -34,7 +36,7 @@ def configurations(config: RowConfig, backends: str, precisions: str, quant: str
     precisions it runs (one that runs fp32 only, e.g. torch, at fp32 whatever ``precisions`` says);
     int8 once per calibration method. Raises UsageError for an unknown backend or precision,
     BackendUnavailable (with its reason) for a backend that cannot run here."""
-    from vacc_deploy.pipeline import variants
+    from vacc_deploy.pipeline.requests import variants
 
     names = split_list(backends)
     bad = [b for b in names if b not in BACKENDS]
@@ -56,14 +58,14 @@ def configurations(config: RowConfig, backends: str, precisions: str, quant: str
 
 
 def benchmark(config: RowConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every configuration the arguments name (see :func:`vacc_deploy.benchmark.runner.benchmark_row`)."""
-    from vacc_deploy.benchmark.runner import benchmark_row
-    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
+    """Build (or reuse) and measure every configuration the arguments name
+    (:func:`vacc_deploy.pipeline.benchmark_stage`)."""
+    from vacc_deploy.pipeline import BenchSettings, benchmark_stage
 
     triples = configurations(config, args.backends, args.precisions, args.quant)
-    return benchmark_row(config, request_from_args(args), triples, workdir=args.workdir, iters=args.iters,
-                         warmup=args.warmup, threads=args.threads, image=args.image,
-                         overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap, row_ref=args.row)
+    settings = BenchSettings(row_ref=args.row, iters=args.iters, warmup=args.warmup, threads=args.threads,
+                             image=args.image, overlap=overlap_of(args))
+    return benchmark_stage(config, request_from_args(args), triples, args.workdir, settings)
 
 
 def _probe(r: dict[str, Any]) -> str:

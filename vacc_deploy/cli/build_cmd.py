@@ -4,11 +4,9 @@ the vamc build files (compiled when vamc is installed) for the VACC accelerator.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import shutil
 import sys
 
-from vacc_deploy.backends import AUTO, DEFAULT_BACKEND, backend_names
+from vacc_deploy.backends import AUTO, backend_names
 from vacc_deploy.cli.common import add_force, add_model_args, add_row, request_from_args
 
 
@@ -21,12 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_onnx(config, built, backend: str) -> None:
-    from vacc_deploy.backends.ort.build import precision_label
+    from vacc_deploy.backends.options import precision_label
 
     state = "reused (inputs unchanged)" if built.cached else "built"
     label = precision_label(built.precision, built.numerics)
     print(f"{config.name} {label}{' ' + built.quant if built.quant else ''} ({backend}): {state}")
-    print(f"  model    {built.model_path}")
+    print(f"  model    {built.onnx_path}")
     m = built.manifest
     if "calibration" in m:
         c = m["calibration"]
@@ -92,38 +90,20 @@ def print_search(result: dict, path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vacc_deploy.backends import resolve
     from vacc_deploy.config import load_row
-    from vacc_deploy.pipeline import build_onnx, vacc_stage
+    from vacc_deploy.pipeline import build_command
 
     config = load_row(args.row)
-    req = request_from_args(args)
-    if req.build.target_drop is not None and req.build.precision == "int8":
-        from vacc_deploy.pipeline.search import chosen_request, search_stage
-
-        result, path, _ = search_stage(config, req, args.workdir)
-        print_search(result, path)
-        req = chosen_request(req, result)
-    backend, reason = resolve(args.backend)
+    out = build_command(config, request_from_args(args), args.workdir, vamc_timeout_s=args.vamc_timeout)
+    if out.search is not None:
+        print_search(*out.search)
     if args.backend == AUTO:
-        print(f"backend auto: using {backend.name} ({reason})", file=sys.stderr)
-    if backend.artifact == "vamc" and req.build.precision == "int8" and shutil.which("vamc") is None:
-        # No compiler here: write the vamc files, then build what the card would compute, emulated.
-        _, vb = vacc_stage(config, req, args.workdir, compile=False)
-        _print_vacc(config, vb)
-        print(f"backend {backend.name}: vamc not found on PATH; built the int8 (vacc, emulated) model on "
+        print(f"backend auto: using {out.backend} ({out.reason})", file=sys.stderr)
+    if out.vacc is not None:
+        _print_vacc(config, out.vacc)
+    if out.emulated:
+        print(f"backend {out.backend}: vamc not found on PATH; built the int8 (vacc, emulated) model on "
               "ONNX Runtime instead", file=sys.stderr)
-        _, built = build_onnx(config, dataclasses.replace(req, build=dataclasses.replace(req.build, numerics="vacc")),
-                              args.workdir)
-        _print_onnx(config, built, DEFAULT_BACKEND)
-        return 0
-    if backend.artifact == "vamc":
-        _, vb = vacc_stage(config, req, args.workdir, timeout_s=args.vamc_timeout)
-        _print_vacc(config, vb)
-        return 0
-    if args.backend == AUTO and backend_names(artifact="vamc", precision=req.build.precision):
-        _, vb = vacc_stage(config, req, args.workdir, compile=False)  # the vamc files, for a VACC host
-        _print_vacc(config, vb)
-    _, built = build_onnx(config, req, args.workdir)
-    _print_onnx(config, built, backend.name)
+    if out.built is not None and out.built.onnx_path is not None:
+        _print_onnx(config, out.built, out.built.backend)
     return 0

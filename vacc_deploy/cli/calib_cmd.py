@@ -21,17 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy.config import load_row
     from vacc_deploy.errors import UsageError
-    from vacc_deploy.pipeline import calib_stage, export_stage
-    from vacc_deploy.spec import ModelSpec
+    from vacc_deploy.pipeline import prepare
 
     if args.calib_images is None:
         raise UsageError("calib: --images DIR is required")
-    args.skip_layers, args.percentile, args.reduce_range, args.per_channel = "", 99.99, "off", True
-    args.float_edges = True
     config = load_row(args.row)
-    req = request_from_args(args)
-    exported = export_stage(config, req, args.workdir)
-    calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, args.workdir, force=args.force)
+    calib = prepare(config, request_from_args(args), args.workdir, int8=True, force_calib=args.force).calib
+    assert calib is not None
     m = calib.manifest
     print(f"{config.name}: {calib.num} samples ({m['mode']}, {'x'.join(map(str, m['shape']))}, seed {m['seed']}, "
           f"degrade {m['degrade']}) from {len(m['sources'])} images; {m['n_skipped']} unreadable or too small skipped")

@@ -31,7 +31,7 @@ def _probe_write(flag: str, path: Path, folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder, prefix=".vacc-deploy-probe-"):
             pass
     except OSError as exc:
-        raise OutputError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+        raise OutputError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from exc
 
 
 def check_folder(flag: str, path: Path, shown: Path | None = None) -> None:
@@ -88,17 +88,20 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def check_names(args: argparse.Namespace) -> None:
-    """Precision and int8 method names (--precisions, --quant)."""
-    from vacc_deploy.backends.ort.build import PRECISIONS
+    """Precision, int8 method and numerics names (--precisions, --quant, --numerics)."""
+    from vacc_deploy.backends.ort import NUMERICS
     from vacc_deploy.cli.common import split_list
-    from vacc_deploy.pipeline import QUANT_METHODS
+    from vacc_deploy.types import CALIB_METHODS, PRECISIONS
 
     for p in split_list(getattr(args, "precisions", None)):
         if p not in PRECISIONS:
             raise UsageError(f"--precisions: unknown precision '{p}' (expected {', '.join(PRECISIONS)})")
     for m in split_list(getattr(args, "quant", None)):
-        if m not in QUANT_METHODS:
-            raise UsageError(f"--quant: unknown int8 calibration method '{m}' (expected {', '.join(QUANT_METHODS)})")
+        if m not in CALIB_METHODS:
+            raise UsageError(f"--quant: unknown int8 calibration method '{m}' (expected {', '.join(CALIB_METHODS)})")
+    for n in split_list(getattr(args, "numerics", None)):
+        if n not in NUMERICS:
+            raise UsageError(f"--numerics {n}: unknown int8 numerics (expected {', '.join(NUMERICS)})")
 
 
 def check_paths(args: argparse.Namespace) -> None:

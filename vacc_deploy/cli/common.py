@@ -1,12 +1,33 @@
-"""Argument helpers shared by commands."""
+"""Argument helpers shared by commands: the flags, their defaults (each read from the library's
+one statement of it) and the requests they describe."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from vacc_deploy.backends import BACKENDS, DEFAULT_BACKEND
-from vacc_deploy.config import QUANT_METHODS, RowConfig, load_row, parse_shape
+from vacc_deploy.backends import BACKENDS, DEFAULT_BACKEND, BuildOptions, SessionOptions
+from vacc_deploy.backends.ort import NUMERICS
+from vacc_deploy.config import RowConfig, load_row, parse_shape
+from vacc_deploy.pipeline.requests import CalibRequest, ModelRequest
+from vacc_deploy.types import (
+    ACTIVATION_BITS,
+    CALIB_METHODS,
+    CALIB_MODES,
+    DEFAULT_CALIB_MODE,
+    DEFAULT_CALIB_NUM,
+    DEFAULT_CALIB_SEED,
+    DEFAULT_DEGRADATION,
+    DEFAULT_OPSET,
+    DEFAULT_OVERLAP,
+    DEGRADATIONS,
+    INT8_OPS,
+    PRECISIONS,
+    REDUCE_RANGES,
+    WEIGHT_SCALES,
+)
+
+_DEFAULTS = BuildOptions()
 
 
 def split_list(text: str | None) -> tuple[str, ...]:
@@ -33,6 +54,11 @@ def add_shape(parser: argparse.ArgumentParser) -> None:
                         help="fixed input shape (default: the row's)")
 
 
+def add_opset(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
+                        help=f"ONNX opset of the export (default {DEFAULT_OPSET})")
+
+
 def row_and_shape(args: argparse.Namespace) -> tuple[RowConfig, tuple[int, int, int, int] | None]:
     config = load_row(args.row)
     return config, (parse_shape(args.shape) if getattr(args, "shape", None) else None)
@@ -42,40 +68,41 @@ def add_calib_args(parser: argparse.ArgumentParser, images_flag: str = "--calib-
     """Arguments that make a calibration set."""
     parser.add_argument(images_flag, dest="calib_images", type=Path, default=None, metavar="DIR",
                         help="calibration images (never the evaluation set)")
-    parser.add_argument("--num", type=int, default=50, metavar="N", help="calibration samples (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
-    parser.add_argument("--calib-mode", "--mode", dest="calib_mode", choices=("crop", "resize"), default="crop",
+    parser.add_argument("--num", type=int, default=DEFAULT_CALIB_NUM, metavar="N",
+                        help=f"calibration samples (default {DEFAULT_CALIB_NUM})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_CALIB_SEED,
+                        help=f"calibration sampling seed (default {DEFAULT_CALIB_SEED})")
+    parser.add_argument("--calib-mode", "--mode", dest="calib_mode", choices=CALIB_MODES, default=DEFAULT_CALIB_MODE,
                         help="native-scale random crops of the input size (default) or whole images resized")
-    parser.add_argument("--degrade", choices=("none", "bsrgan"), default="none",
+    parser.add_argument("--degrade", choices=DEGRADATIONS, default=DEFAULT_DEGRADATION,
                         help="degrade calibration images with the BSRGAN model first (blind SR rows)")
+
+
+def _add_precision_args(parser: argparse.ArgumentParser, multi: bool, precisions: str) -> None:
+    methods = ", ".join(CALIB_METHODS)
+    if multi:
+        parser.add_argument("--precisions", default=precisions, metavar="LIST",
+                            help=f"comma-separated precisions among {','.join(PRECISIONS)} (default {precisions})")
+        parser.add_argument("--quant", default=None, metavar="LIST",
+                            help=f"int8 calibration method(s), comma-separated, among {methods} "
+                                 "(default: the row's seed method)")
+        parser.add_argument("--numerics", default=None, metavar="LIST",
+                            help=f"int8 arithmetic, comma-separated: {', '.join(NUMERICS)} (default "
+                                 f"{_DEFAULTS.numerics}; vacc = the VACC card's, emulated on ONNX Runtime)")
+    else:
+        parser.add_argument("--precision", choices=PRECISIONS, default=_DEFAULTS.precision)
+        parser.add_argument("--quant", default=None, metavar="METHOD", choices=CALIB_METHODS,
+                            help=f"int8 calibration method: {methods} (default: the row's seed method)")
+        parser.add_argument("--numerics", choices=NUMERICS, default=None,
+                            help=f"int8 arithmetic (default {_DEFAULTS.numerics}; vacc = the VACC card's, emulated)")
 
 
 def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisions: str = "fp32") -> None:
     """Build options (precision, calibration method, per-channel, float layers); ``multi``: a list of
     precisions (default ``precisions``) and of methods."""
-    methods = ", ".join(QUANT_METHODS)
-    if multi:
-        parser.add_argument("--precisions", default=precisions, metavar="LIST",
-                            help=f"comma-separated precisions among fp32,fp16,int8 (default {precisions})")
-        parser.add_argument("--quant", default=None, metavar="LIST",
-                            help=f"int8 calibration method(s), comma-separated, among {methods} "
-                                 "(default: the row's seed method)")
-    else:
-        parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
-        parser.add_argument("--quant", default=None, metavar="METHOD", choices=QUANT_METHODS,
-                            help=f"int8 calibration method: {methods} (default: the row's seed method)")
-    from vacc_deploy.backends.ort.build import NUMERICS, BuildOptions
-    from vacc_deploy.backends.vacc.emulation import WEIGHT_SCALES
-
-    if multi:
-        parser.add_argument("--numerics", default=None, metavar="LIST",
-                            help=f"int8 arithmetic, comma-separated: {', '.join(NUMERICS)} (default "
-                                 f"{BuildOptions.numerics}; vacc = the VACC card's, emulated on ONNX Runtime)")
-    else:
-        parser.add_argument("--numerics", choices=NUMERICS, default=None,
-                            help=f"int8 arithmetic (default {BuildOptions.numerics}; vacc = the VACC card's, emulated)")
+    _add_precision_args(parser, multi, precisions)
     parser.add_argument("--weight-scale", dest="weight_scale", choices=WEIGHT_SCALES, default=None,
-                        help=f"vacc numerics / vamc YAML: TVM's weight scale rule (default {BuildOptions.weight_scale})")
+                        help=f"vacc numerics / vamc YAML: TVM's weight scale rule (default {_DEFAULTS.weight_scale})")
     parser.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
                         help="per-channel int8 weights (default)")
     parser.add_argument("--per-tensor", dest="per_channel", action="store_false", help="per-tensor int8 weights")
@@ -90,14 +117,16 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
                              "drop on a validation split of the calibration images within DB (cached)")
     parser.add_argument("--max-float-layers", type=int, default=None, metavar="K",
                         help="--target-drop: keep at most K more layers in float (default: no limit)")
-    parser.add_argument("--int8-ops", dest="int8_ops", choices=("compute", "all"), default="compute",
+    parser.add_argument("--int8-ops", dest="int8_ops", choices=INT8_OPS, default=_DEFAULTS.int8_ops,
                         help="op types int8 quantizes: compute (Conv/MatMul and the Relu/Clip folded into "
                              "them; default) or all (also Add, Mul, LeakyRelu, Concat, DepthToSpace, Resize)")
-    parser.add_argument("--percentile", type=float, default=99.99, help="percentile calibration (default 99.99)")
-    parser.add_argument("--reduce-range", choices=("auto", "on", "off"), default="off",
+    parser.add_argument("--percentile", type=float, default=_DEFAULTS.percentile,
+                        help=f"percentile calibration (default {_DEFAULTS.percentile})")
+    parser.add_argument("--reduce-range", choices=REDUCE_RANGES, default=_DEFAULTS.reduce_range,
                         help="7-bit int8 weights (auto: on for x86 CPUs without VNNI; default off: sessions "
                              "there use ONNX Runtime's exact int8 kernels)")
-    parser.add_argument("--activation-bits", dest="activation_bits", type=int, choices=(8, 16), default=8,
+    parser.add_argument("--activation-bits", dest="activation_bits", type=int, choices=ACTIVATION_BITS,
+                        default=_DEFAULTS.activation_bits,
                         help="int8 activation width: 8 (default) or 16 (uint16 activations with int8 weights; "
                              "run in float by ONNX Runtime's CPU: higher fidelity, not faster)")
     add_calib_args(parser)
@@ -117,50 +146,65 @@ def add_model_args(parser: argparse.ArgumentParser, backends: tuple[str, ...] | 
     add_build_args(parser, multi, precisions)
     add_weights(parser)
     add_shape(parser)
-    parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset of the export")
+    add_opset(parser)
     if backends is not None:
         choices = backends or tuple(BACKENDS)
         parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=choices,
                             help=f"{backends_help(choices)} (default {DEFAULT_BACKEND})")
     parser.add_argument("--overlap", type=int, default=None, metavar="PX",
-                        help="tile overlap in input pixels (default 16)")
+                        help=f"tile overlap in input pixels (default {DEFAULT_OVERLAP})")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all)")
     add_workdir(parser)
 
 
-def request_from_args(args: argparse.Namespace):
-    """The :class:`~vacc_deploy.pipeline.ModelRequest` the arguments describe."""
-    from vacc_deploy.backends.ort.build import BuildOptions
-    from vacc_deploy.pipeline import CalibRequest, ModelRequest
+def _single(value: str | None) -> str | None:
+    """A single-valued option's value (None for a comma-separated list: the command iterates it)."""
+    return value if value and "," not in value else None
 
-    shape = parse_shape(args.shape) if args.shape else None
-    skips = split_list(args.skip_layers)
-    quant = getattr(args, "quant", None)
-    numerics = getattr(args, "numerics", None)
-    extra = {k: v for k, v in (("numerics", numerics), ("weight_scale", getattr(args, "weight_scale", None)))
-             if v and "," not in v}
-    build = BuildOptions(**extra, precision=getattr(args, "precision", "fp32"), quant=None if quant and "," in quant else quant,
-                         per_channel=args.per_channel, skip_layers=skips, float_edges=args.float_edges,
-                         percentile=args.percentile, int8_ops=getattr(args, "int8_ops", "compute"),
-                         target_drop=getattr(args, "target_drop", None),
-                         max_float_layers=getattr(args, "max_float_layers", None),
-                         reduce_range=args.reduce_range, activation_bits=getattr(args, "activation_bits", 8))
+
+def build_options(args: argparse.Namespace) -> BuildOptions:
+    """The :class:`BuildOptions` the arguments describe (list-valued options left at their defaults)."""
+    given = {"numerics": _single(getattr(args, "numerics", None)),
+             "weight_scale": getattr(args, "weight_scale", None),
+             "quant": _single(getattr(args, "quant", None))}
+    return BuildOptions(**{k: v for k, v in given.items() if v},
+                        precision=getattr(args, "precision", _DEFAULTS.precision),
+                        per_channel=getattr(args, "per_channel", _DEFAULTS.per_channel),
+                        skip_layers=split_list(getattr(args, "skip_layers", "")),
+                        float_edges=getattr(args, "float_edges", _DEFAULTS.float_edges),
+                        percentile=getattr(args, "percentile", _DEFAULTS.percentile),
+                        int8_ops=getattr(args, "int8_ops", _DEFAULTS.int8_ops),
+                        target_drop=getattr(args, "target_drop", None),
+                        max_float_layers=getattr(args, "max_float_layers", None),
+                        reduce_range=getattr(args, "reduce_range", _DEFAULTS.reduce_range),
+                        activation_bits=getattr(args, "activation_bits", _DEFAULTS.activation_bits))
+
+
+def request_from_args(args: argparse.Namespace) -> ModelRequest:
+    """The :class:`~vacc_deploy.pipeline.ModelRequest` the arguments describe."""
+    shape = parse_shape(args.shape) if getattr(args, "shape", None) else None
     calib = CalibRequest(images=args.calib_images, num=args.num, seed=args.seed, mode=args.calib_mode,
                          degrade=args.degrade)
-    return ModelRequest(weights=args.weights, shape=shape, opset=getattr(args, "opset", 17),
-                        backend=getattr(args, "backend", DEFAULT_BACKEND), build=build, calib=calib,
+    return ModelRequest(weights=args.weights, shape=shape, opset=getattr(args, "opset", DEFAULT_OPSET),
+                        backend=getattr(args, "backend", DEFAULT_BACKEND), build=build_options(args), calib=calib,
                         force=getattr(args, "force", False))
+
+
+def overlap_of(args: argparse.Namespace) -> int:
+    """The tile overlap the arguments ask for (the default when not given)."""
+    return DEFAULT_OVERLAP if getattr(args, "overlap", None) is None else args.overlap
+
+
+def session_options(args: argparse.Namespace) -> SessionOptions:
+    return SessionOptions(threads=getattr(args, "threads", None))
 
 
 def upscaler_from_args(config: RowConfig, args: argparse.Namespace):
     """Build (or reuse) the model the arguments name and return (Upscaler, BuiltModel)."""
-    from vacc_deploy.backends import SessionOptions
-    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
     from vacc_deploy.pipeline import upscaler_for
 
-    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
-    return upscaler_for(config, request_from_args(args), args.workdir, overlap=overlap,
-                        options=SessionOptions(threads=args.threads))
+    return upscaler_for(config, request_from_args(args), args.workdir, overlap=overlap_of(args),
+                        options=session_options(args))
 
 
 def add_force(parser: argparse.ArgumentParser, what: str) -> None:

@@ -6,16 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
+from vacc_deploy.cli.common import (
+    add_model_args, add_row, overlap_of, request_from_args, session_options, split_list,
+)
 from vacc_deploy.config import RowConfig, load_row
+from vacc_deploy.types import DEFAULT_PROTOCOL, PROTOCOLS, ROUNDINGS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_row(parser)
     parser.add_argument("--dataset", type=Path, required=True, metavar="DIR",
                         help="image_SRF_<s>/ pairs, DIV2K-style HR/ + LR_bicubic/X<s>/, or HR images only")
-    parser.add_argument("--protocol", choices=("standard", "vendor"), default="standard")
-    parser.add_argument("--rounding", choices=("official", "round"), default="official",
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL)
+    parser.add_argument("--rounding", choices=ROUNDINGS, default="official",
                         help="output conversion in the standard protocol (default: the row's official one)")
     parser.add_argument("--vendor-resize", choices=("area", "bilinear"), default="area",
                         help="vendor protocol: how the LR image is resized to the model input")
@@ -33,23 +36,23 @@ def print_table(result: dict) -> None:
               f"{r['ssim']:>7.4f} {r['delta_psnr']:>+7.3f} {r['delta_ssim']:>+8.4f} {r['fidelity_psnr']:>9.2f}")
 
 
-def candidates(config: RowConfig, args: argparse.Namespace) -> list:
-    """Build (or reuse) every requested model and wrap each in a :class:`Candidate`."""
-    from vacc_deploy.backends import SessionOptions
+def candidates(config: RowConfig, args: argparse.Namespace) -> tuple[list, str]:
+    """Build (or reuse) every requested model and wrap each in a :class:`Candidate`; also the
+    weights' label."""
     from vacc_deploy.evaluation.protocols import Candidate
-    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
-    from vacc_deploy.pipeline import upscaler_for, variants
+    from vacc_deploy.pipeline import prepare, upscaler_for, variants
 
     base = request_from_args(args)
-    overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     numerics = split_list(args.numerics) or (base.build.numerics,)
+    wanted = variants(config, split_list(args.precisions), split_list(args.quant))
+    up = prepare(config, base, args.workdir, int8=any(p == "int8" for p, _ in wanted))
     out = []
-    for precision, method in variants(config, split_list(args.precisions), split_list(args.quant)):
+    for precision, method in wanted:
         for num in numerics if precision == "int8" else (None,):
-            up, built = upscaler_for(config, base.with_precision(precision, method, num), args.workdir,
-                                     overlap=overlap, options=SessionOptions(threads=args.threads))
-            out.append(Candidate(precision, built.quant, args.backend, up, built.input_shape[2:], built.numerics))
-    return out, built.label
+            upscaler, built = upscaler_for(config, base.with_precision(precision, method, num), args.workdir,
+                                           overlap=overlap_of(args), options=session_options(args), up=up)
+            out.append(Candidate(precision, built.quant, args.backend, upscaler, built.input_shape[2:], built.numerics))
+    return out, up.weights.label
 
 
 def run(args: argparse.Namespace) -> int:

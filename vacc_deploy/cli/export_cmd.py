@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vacc_deploy.cli.common import add_row, add_shape, add_weights, add_workdir, row_and_shape
+from vacc_deploy.cli.common import add_opset, add_row, add_shape, add_weights, add_workdir, row_and_shape
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_row(parser)
     add_weights(parser)
     add_shape(parser)
-    parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (default 17)")
+    add_opset(parser)
     add_workdir(parser)
     parser.add_argument("--force", action="store_true", help="export again even if a cached export matches")
 

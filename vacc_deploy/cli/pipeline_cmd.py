@@ -12,22 +12,24 @@ import time
 from pathlib import Path
 
 from vacc_deploy.backends import DEFAULT_BACKEND
-from vacc_deploy.cli.common import add_model_args, add_row, request_from_args, split_list
+from vacc_deploy.cli.common import add_model_args, add_row, overlap_of, request_from_args, split_list
+from vacc_deploy.types import DEFAULT_ITERS, DEFAULT_WARMUP, PRECISIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_row(parser)
     parser.add_argument("--dataset", type=Path, default=None, metavar="DIR",
                         help="evaluation set (default: scikit-image sample photos, HR only)")
-    parser.add_argument("--iters", type=int, default=20, metavar="N", help="benchmark timed runs (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, metavar="N", help="benchmark warm-up runs (default 3)")
+    parser.add_argument("--iters", type=int, default=DEFAULT_ITERS, metavar="N",
+                        help=f"benchmark timed runs (default {DEFAULT_ITERS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N",
+                        help=f"benchmark warm-up runs (default {DEFAULT_WARMUP})")
     parser.add_argument("--no-benchmark", action="store_true", help="skip the benchmark stage")
-    add_model_args(parser, backends=(DEFAULT_BACKEND,), multi=True, precisions="fp32,fp16,int8")
+    add_model_args(parser, backends=(DEFAULT_BACKEND,), multi=True, precisions=",".join(PRECISIONS))
 
 
 def run(args: argparse.Namespace) -> int:
     from vacc_deploy.config import load_row
-    from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
     from vacc_deploy.pipeline.run import PipelineOptions, run_pipeline
 
     t0 = time.perf_counter()
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     quants = split_list(args.quant) or None
     opts = PipelineOptions(request=request_from_args(args), dataset=args.dataset, precisions=precisions,
                            quants=quants, iters=args.iters, warmup=args.warmup, benchmark=not args.no_benchmark,
-                           overlap=DEFAULT_OVERLAP if args.overlap is None else args.overlap)
+                           overlap=overlap_of(args))
     logging.getLogger("vacc_deploy").info("%s: pipeline (%s)", config.name, ", ".join(precisions))
     res = run_pipeline(config, opts, args.workdir)
     for note in res.notes:

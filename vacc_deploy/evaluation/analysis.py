@@ -21,7 +21,7 @@ Torch-free.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,3 +249,13 @@ def analyze_layers(fp32_path: str | Path, qdq_path: str | Path, source: Iterable
                 progress()
         del sess
     return [p.layer for p in probes]
+
+
+def ranked_layers(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The analysed int8 layers of an analysis result (its ``layers`` rows; the network output row
+    left out), worst first: lowest SQNR of the layer quantized alone, ties broken by the
+    accumulated SQNR."""
+    def sq(v: Any) -> float:
+        return float("inf") if v == "inf" else float(v)
+    rows = [r for r in analysis["layers"] if r["conv_index"] is not None]
+    return sorted(rows, key=lambda r: (sq(r["alone_sqnr_db"]), sq(r["accumulated_sqnr_db"])))

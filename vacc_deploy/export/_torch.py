@@ -16,7 +16,7 @@ import torch
 from vacc_deploy import artifacts
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import ExportError
-from vacc_deploy.export import PARITY_TOLERANCE, finalize, ort_output, simplify
+from vacc_deploy.export.checks import PARITY_TOLERANCE, finalize, ort_output, simplify
 from vacc_deploy.models import create_model, row_spec
 from vacc_deploy.imaging.processing import crop_or_cover, sample_image, to_network
 from vacc_deploy.spec import ModelSpec

@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 
 from vacc_deploy.errors import ShapeError
+from vacc_deploy.types import DEFAULT_OVERLAP  # the one default (its choice is explained above)
 
-DEFAULT_OVERLAP = 16
 PAD_MODES = ("reflect", "edge", "constant")
 
 RunBatch = Callable[[np.ndarray], np.ndarray]

@@ -1,160 +1,174 @@
-"""The order of the stages: config → export → calibration → build → session. Only this module
-knows it; each stage takes its input artifact and returns a new one. Torch-free unless a stage that
-needs torch must actually run (an export that is not cached, or the torch backend).
+"""The order of the stages: config -> weights -> export -> calibration -> build -> session. Only this
+package knows it. :func:`prepare` makes what every build of a command shares (weights, export,
+calibration set: each once); :func:`build_model` resolves a ``--target-drop`` into build options
+(:mod:`.search`) and builds; the later stages (eval, benchmark, report) take built models and never
+build. Torch-free unless a stage that needs torch must actually run (an export that is not cached,
+or the torch backend).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from vacc_deploy.backends import DEFAULT_BACKEND, BuiltModel, SessionOptions, get_backend, open_session
-from vacc_deploy.backends.ort.build import PRECISIONS, BuildOptions, BuildResult, build_onnxruntime
-from vacc_deploy.calibration.dataset import CalibSet, make_calibration_set
-from vacc_deploy.config import Quantization, RowConfig
-from vacc_deploy.errors import BackendUnavailable, UsageError
-from vacc_deploy.export import DEFAULT_OPSET, ExportResult, export_row, weights_identity
-from vacc_deploy.imaging.tiling import DEFAULT_OVERLAP
+from vacc_deploy.backends import (
+    AUTO,
+    BuildInputs,
+    BuiltModel,
+    SessionOptions,
+    backend_names,
+    get_backend,
+    resolve,
+)
+from vacc_deploy.backends.ort import NAME as ORT_NAME
+from vacc_deploy.benchmark.runner import BenchSettings, BenchTarget, benchmark_row
+from vacc_deploy.backends.ort import VACC_NUMERICS
+from vacc_deploy.config import RowConfig
+from vacc_deploy.errors import BackendUnavailable
 from vacc_deploy.evaluation.upscaler import Upscaler
-from vacc_deploy.spec import ModelSpec
+from vacc_deploy.pipeline.requests import CalibRequest, ModelRequest, variants
+from vacc_deploy.pipeline.stages import (
+    Upstream,
+    build_stage,
+    calib_stage,
+    export_stage,
+    open_upscaler,
+    weights_stage,
+    with_seed_method,
+)
+from vacc_deploy.types import DEFAULT_OVERLAP
 
-QUANT_METHODS: tuple[str, ...] = typing.get_args(Quantization.model_fields["method"].annotation)
-
-
-@dataclass(frozen=True)
-class CalibRequest:
-    """Where the calibration set comes from and how it is made (see :mod:`vacc_deploy.calibration.dataset`)."""
-
-    images: Path | None = None
-    num: int = 50
-    seed: int = 0
-    mode: str = "crop"
-    degrade: str = "none"
-
-
-@dataclass(frozen=True)
-class ModelRequest:
-    """Which model a command wants: weights, fixed shape, backend, build and calibration options."""
-
-    weights: str | None = None
-    shape: tuple[int, int, int, int] | None = None
-    opset: int = DEFAULT_OPSET
-    backend: str = DEFAULT_BACKEND
-    build: BuildOptions = field(default_factory=BuildOptions)
-    calib: CalibRequest = field(default_factory=CalibRequest)
-    force: bool = False  # redo the command's last stage (the build; for calib, the set) even when cached
-
-    def with_precision(self, precision: str, quant: str | None = None, numerics: str | None = None) -> "ModelRequest":
-        """The same request for another precision / calibration method (/ int8 numerics, when given)."""
-        extra = {"numerics": numerics} if numerics else {}
-        return dataclasses.replace(self, build=dataclasses.replace(self.build, precision=precision, quant=quant,
-                                                                   **extra))
+__all__ = ["BenchSettings", "BuildOutcome", "benchmark_stage", "CalibRequest", "ModelRequest", "Upstream", "build", "build_command", "build_model",
+           "build_models", "prepare", "upscaler_for", "vacc_files", "variants"]
 
 
-def variants(config: RowConfig, precisions: Sequence[str], quants: Sequence[str] | None = None, *,
-             with_fp32: bool = True) -> list[tuple[str, str | None]]:
-    """The (precision, int8 method) builds a command asks for, in the order fp32, fp16, int8 (one
-    int8 build per method; default method: the row's). ``with_fp32`` puts fp32 first even when not
-    asked (eval and the pipeline need it as the fidelity reference). Raises UsageError for an
-    unknown precision or int8 method."""
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad:
-        raise UsageError(f"--precisions: unknown precision '{bad[0]}' (expected {', '.join(PRECISIONS)})")
-    methods = tuple(quants) if quants else (config.quant.method,)
-    odd = [m for m in methods if m not in QUANT_METHODS]
-    if odd:
-        raise UsageError(f"--quant: unknown int8 calibration method '{odd[0]}' (expected {', '.join(QUANT_METHODS)})")
-    wanted = set(precisions) | ({"fp32"} if with_fp32 else set())
-    return [(p, m) for p in PRECISIONS if p in wanted for m in (methods if p == "int8" else (None,))]
+def prepare(config: RowConfig, req: ModelRequest, workdir: Path | None, *, int8: bool | None = None,
+            force_calib: bool = False) -> Upstream:
+    """The weights, the fp32 export and, when an int8 build is asked for (``int8``; default: whether
+    ``req`` is int8) and calibration images were given, the calibration set: each stage once."""
+    weights = weights_stage(config, req.weights)
+    exported = export_stage(config, weights, req, workdir)
+    wants_int8 = req.build.precision == "int8" if int8 is None else int8
+    calib = calib_stage(config, exported, req.calib, workdir, force=force_calib) if wants_int8 else None
+    return Upstream(config, weights, exported, calib, workdir)
 
 
-def export_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> ExportResult:
-    """The fixed-shape fp32 ONNX model (cached)."""
-    return export_row(config, req.weights, req.shape, req.opset, workdir)
-
-
-def calib_stage(config: RowConfig, spec: ModelSpec, shape: tuple[int, ...], req: ModelRequest,
-                workdir: Path | None, force: bool = False) -> CalibSet | None:
-    """The calibration set (cached; ``force``: made again), or None when no calibration images were given."""
-    c = req.calib
-    if c.images is None:
-        return None
-    return make_calibration_set(config.name, spec, c.images, shape, num=c.num, seed=c.seed, mode=c.mode,
-                                degrade=c.degrade, workdir=workdir, force=force)
-
-
-def _build_options(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuildOptions:
-    """The build options of ``req``: the row's seed method by default; a ``--target-drop`` replaced
-    by the cached search's choice (:mod:`vacc_deploy.pipeline.search`)."""
+def resolved(up: Upstream, req: ModelRequest) -> ModelRequest:
+    """``req`` with its ``--target-drop`` replaced by the search's chosen build options (the
+    search is cached) and the row's seed method filled in."""
     if req.build.target_drop is not None and req.build.precision == "int8":
-        from vacc_deploy.pipeline.search import resolve_target_drop
+        from vacc_deploy.pipeline.search import chosen_request, search_stage
 
-        req = resolve_target_drop(config, req, workdir)
-    opts = req.build
-    if opts.precision == "int8" and opts.quant is None:
-        opts = dataclasses.replace(opts, quant=config.quant.method)  # the row's seed method
-    return opts
+        req = chosen_request(req, search_stage(up, req)[0])
+    return dataclasses.replace(req, build=with_seed_method(up.config, req.build))
 
 
-def build_onnx(config: RowConfig, req: ModelRequest, workdir: Path | None) -> tuple[ExportResult, BuildResult]:
-    """Export, calibrate (int8) and build for ONNX Runtime; every stage cached (``req.force``: the
-    build is redone)."""
-    exported = export_stage(config, req, workdir)
-    spec = ModelSpec(**exported.spec)
-    opts = _build_options(config, req, workdir)
-    calib = calib_stage(config, spec, exported.input_shape, req, workdir) if opts.precision == "int8" else None
-    built = build_onnxruntime(exported.onnx_path, spec, opts, row=config.name, calib=calib, workdir=workdir,
-                              force=req.force)
-    return exported, built
+def build_model(up: Upstream, req: ModelRequest) -> BuiltModel:
+    """The model ``req`` names, built from ``up`` (or reused): see :func:`resolved` and
+    :func:`~vacc_deploy.pipeline.stages.build_stage`."""
+    return build_stage(up, resolved(up, req))
 
 
-def vacc_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *, compile: bool = True,
-               timeout_s: float | None = None):
-    """Export, calibrate (int8) and write/compile the vamc build (see :mod:`vacc_deploy.backends.vacc.build`)."""
-    from vacc_deploy.backends.vacc.build import build_vacc
-
-    exported = export_stage(config, req, workdir)
-    spec = ModelSpec(**exported.spec)
-    opts = _build_options(config, req, workdir)
-    calib = calib_stage(config, spec, exported.input_shape, req, workdir) if opts.precision == "int8" else None
-    return exported, build_vacc(config, spec, exported, opts, calib, workdir, compile=compile, timeout_s=timeout_s)
+def build(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuiltModel:
+    """The model ``req`` names: :func:`prepare` then :func:`build_model` (one-off callers; a command
+    building several models prepares once)."""
+    return build_model(prepare(config, req, workdir), req)
 
 
-def build_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> BuiltModel:
-    """The model artifact a session of ``req.backend`` runs (the backend's ``artifact``)."""
-    shape = tuple(req.shape or config.input_shape)
-    backend = get_backend(req.backend)
-    if req.build.precision not in backend.precisions:
-        raise UsageError(f"backend {backend.name} runs {', '.join(backend.precisions)} only "
-                         f"(got precision {req.build.precision})")
-    if backend.artifact == "vamc":
-        exported, vb = vacc_stage(config, req, workdir)
-        return BuiltModel(row=config.name, spec=ModelSpec(**exported.spec), input_shape=tuple(exported.input_shape),
-                          precision=req.build.precision, quant=req.build.quant, label=exported.weights,
-                          vacc_dir=vb.deploy_dir, vdsp_json=vb.vdsp_json, config=config)
-    if backend.artifact == "module":
-        from vacc_deploy.models import row_spec
-
-        label, _, model_arg = weights_identity(config, req.weights)
-        return BuiltModel(row=config.name, spec=row_spec(config), input_shape=shape, label=label,
-                          weights=str(model_arg), config=config)
-    exported, built = build_onnx(config, req, workdir)
-    return BuiltModel(row=config.name, spec=ModelSpec(**exported.spec), input_shape=tuple(exported.input_shape),
-                      precision=built.precision, quant=built.quant, label=exported.weights,
-                      onnx_path=built.model_path, config=config, numerics=built.numerics)
+def build_models(config: RowConfig, req: ModelRequest, wanted: Sequence[tuple[str, str | None]],
+                 workdir: Path | None) -> list[BuiltModel]:
+    """One built model per (precision, int8 method) of ``wanted``, sharing one :func:`prepare`."""
+    up = prepare(config, req, workdir, int8=any(p == "int8" for p, _ in wanted))
+    return [build_model(up, req.with_precision(p, m)) for p, m in wanted]
 
 
 def upscaler_for(config: RowConfig, req: ModelRequest, workdir: Path | None, *,
-                 overlap: int = DEFAULT_OVERLAP, options: SessionOptions = SessionOptions()
-                 ) -> tuple[Upscaler, BuiltModel]:
-    """Build (or reuse) the requested model and wrap a session of it in an :class:`Upscaler`.
-    Raises BackendUnavailable, before building anything, when the backend cannot run here."""
+                 overlap: int = DEFAULT_OVERLAP, options: SessionOptions = SessionOptions(),
+                 up: Upstream | None = None) -> tuple[Upscaler, BuiltModel]:
+    """Build (or reuse) the requested model and wrap a session of it in an :class:`Upscaler`
+    (``up``: the command's shared artifacts, made here when not given). Raises
+    BackendUnavailable, before building anything, when the backend cannot run here."""
     reason = get_backend(req.backend).unavailable_reason()
     if reason is not None:
         raise BackendUnavailable(f"backend {req.backend} cannot run here: {reason}")
-    built = build_stage(config, req, workdir)
-    session = open_session(req.backend, built, options)
-    return Upscaler(session, built.spec, overlap), built
+    built = build_model(up or prepare(config, req, workdir), req)
+    return open_upscaler(built, req.backend, options, overlap), built
+
+
+def vacc_files(up: Upstream, req: ModelRequest):  # -> vacc_deploy.backends.vacc.build.VaccBuild
+    """The vamc build files of ``req`` (written, not compiled: for a VACC host)."""
+    from vacc_deploy.backends.vacc.build import write_files
+
+    r = resolved(up, req)
+    return write_files(BuildInputs(config=up.config, weights=up.weights, options=r.build, exported=up.exported,
+                                   calib=up.calib, workdir=up.workdir))
+
+
+@dataclass
+class BuildOutcome:
+    """What ``vacc-deploy build`` made: the backend used (``auto`` resolved, with the reason), the
+    ``--target-drop`` search (result, path) when one ran, the vamc files when any were written,
+    the built model, and whether it is the emulation standing in for a missing vamc."""
+
+    backend: str
+    reason: str
+    built: BuiltModel | None
+    vacc: object | None = None  # vacc_deploy.backends.vacc.build.VaccBuild
+    search: tuple[dict, Path] | None = None
+    emulated: bool = False
+
+
+def build_command(config: RowConfig, req: ModelRequest, workdir: Path | None, *,
+                  vamc_timeout_s: float | None = None) -> BuildOutcome:
+    """The build command's flow: ``auto`` resolved; the search first when a ``--target-drop`` is
+    set; for the VACC backend the vamc files, compiled when vamc is installed, else (int8) the
+    emulation of the card's arithmetic on ONNX Runtime; ``auto`` picking a CPU backend also writes
+    the vamc files for a VACC host when the precision is one the card builds."""
+    from vacc_deploy.backends.vacc.build import build_vacc
+    from vacc_deploy.backends.vacc.compile import vamc_found
+
+    backend, reason = resolve(req.backend)
+    up = prepare(config, req, workdir)
+    search = None
+    if req.build.target_drop is not None and req.build.precision == "int8":
+        from vacc_deploy.pipeline.search import chosen_request, search_stage
+
+        result, path, _ = search_stage(up, req)
+        search, req = (result, path), chosen_request(req, result)
+    asked, req = req.backend, dataclasses.replace(req, backend=backend.name)
+    if backend.artifact == "vamc":
+        if req.build.precision == "int8" and vamc_found() is None:
+            vb = vacc_files(up, req)
+            # no compiler here: what the card would compute, emulated on ONNX Runtime
+            emulation = dataclasses.replace(req, backend=ORT_NAME).with_build(numerics=VACC_NUMERICS)
+            built = build_model(up, emulation)
+            return BuildOutcome(backend.name, reason, built, vb, search, emulated=True)
+        r = resolved(up, req)
+        built = build_vacc(BuildInputs(config=up.config, weights=up.weights, options=r.build, exported=up.exported,
+                                       calib=up.calib, workdir=up.workdir, force=req.force),
+                           timeout_s=vamc_timeout_s)
+        return BuildOutcome(backend.name, reason, built, built.vamc, search)
+    vb = None
+    if asked == AUTO and backend_names(artifact="vamc", precision=req.build.precision):
+        vb = vacc_files(up, req)  # the vamc files, for a VACC host
+    return BuildOutcome(backend.name, reason, build_model(up, req), vb, search)
+
+
+def benchmark_stage(config: RowConfig, req: ModelRequest, configs: Sequence[tuple[str, str, str | None]],
+                    workdir: Path | None, settings: BenchSettings, up: Upstream | None = None) -> dict:
+    """Build (or reuse) the model of every (backend, precision, int8 method) configuration, then
+    measure them all (:func:`vacc_deploy.benchmark.runner.benchmark_row`): the SPEC section 6
+    document. The input shape and FLOPs are those of the ONNX file a configuration runs (the fp32
+    export for a backend that runs the module)."""
+    from vacc_deploy.benchmark.measure import model_flops
+
+    up = up or prepare(config, req, workdir, int8=any(p == "int8" for _, p, _ in configs))
+    targets = []
+    for backend, precision, method in configs:
+        built = build_model(up, dataclasses.replace(req, backend=backend).with_precision(precision, method))
+        onnx_path = built.onnx_path or up.exported.onnx_path
+        shape = tuple(built.input_shape if built.onnx_path else up.exported.input_shape)
+        targets.append(BenchTarget(backend, built, shape, model_flops(onnx_path)))  # type: ignore[arg-type]
+    return benchmark_row(config.name, targets, settings)

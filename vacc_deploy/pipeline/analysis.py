@@ -5,7 +5,6 @@ build's own calibration samples (see :mod:`vacc_deploy.evaluation.analysis`), ca
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,12 @@ from typing import Any
 import numpy as np
 
 from vacc_deploy import artifacts
+from vacc_deploy.backends import BuiltModel
 from vacc_deploy.calibration.dataset import CalibSource
-from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
-from vacc_deploy.pipeline import ModelRequest, build_onnx, calib_stage
 from vacc_deploy.pipeline.cache import cached_json
+from vacc_deploy.pipeline.stages import Upstream
 from vacc_deploy.progress import progress_bar
-from vacc_deploy.spec import ModelSpec
 
 ANALYSIS_FORMAT = 1
 
@@ -41,55 +39,38 @@ class _FirstN:
             yield x
 
 
-def _compute(config: RowConfig, req: ModelRequest, workdir: Path | None, exported: Any, built: Any,
-             images: int | None, progress: bool) -> dict[str, Any]:
+def _compute(up: Upstream, built: BuiltModel, images: int | None, progress: bool) -> dict[str, Any]:
     from vacc_deploy.evaluation.analysis import analyze_layers
 
-    spec = ModelSpec(**exported.spec)
-    calib = calib_stage(config, spec, exported.input_shape, req, workdir)
-    assert calib is not None
-    source = _FirstN(CalibSource(calib, spec), images)
+    assert up.calib is not None and built.onnx_path is not None
+    source = _FirstN(CalibSource(up.calib, up.exported.spec), images)
     t0 = time.perf_counter()
-    with progress_bar(total=len(source), desc=f"analyze {config.name}", unit="img", disable=not progress,
-              leave=False) as bar:
-        layers = analyze_layers(exported.onnx_path, built.model_path, source, progress=bar.update)
-    return {"format": ANALYSIS_FORMAT, "row": config.name, "precision": "int8", "quant": built.quant,
+    with progress_bar(total=len(source), desc=f"analyze {up.config.name}", unit="img", disable=not progress,
+                      leave=False) as bar:
+        layers = analyze_layers(up.exported.onnx_path, built.onnx_path, source, progress=bar.update)
+    return {"format": ANALYSIS_FORMAT, "row": up.config.name, "precision": "int8", "quant": built.quant,
             "build": str(built.folder), "settings": built.manifest.get("settings", {}),
             "float_layers": built.manifest.get("float_layers", []), "images": len(source),
-            "calib_sha256": calib.sha256, "seconds": time.perf_counter() - t0,
+            "calib_sha256": up.calib.sha256, "seconds": time.perf_counter() - t0,
             "layers": [layer.to_dict() for layer in layers]}
 
 
-def analysis_stage(config: RowConfig, req: ModelRequest, workdir: Path | None, *, images: int | None = None,
+def analysis_stage(up: Upstream, built: BuiltModel, *, images: int | None = None,
                    progress: bool = True) -> tuple[dict[str, Any], Path, bool]:
-    """Analyse the int8 build ``req`` names (built or reused first) over its first ``images``
-    calibration samples (all by default). Returns (analysis, JSON path, reused). The PNG plot is
-    ``<json>.png``. Raises UsageError without calibration images or for a non-int8 request."""
-    if req.build.precision != "int8":
-        raise UsageError("analyze compares an int8 build with fp32: use --precision int8")
-    if req.calib.images is None:
-        raise UsageError("analyze needs calibration images: pass --calib-images DIR")
-    exported, built = build_onnx(config, req, workdir)
+    """Analyse the ONNX Runtime int8 build ``built`` against the fp32 export over the first
+    ``images`` calibration samples (all by default). Returns (analysis, JSON path, reused). The PNG
+    plot is ``<json>.png``. Raises UsageError (options ``calib_images``, ``precision``) without
+    calibration images or for a build that is not an int8 ONNX file."""
+    if up.calib is None:
+        raise UsageError("the analysis needs calibration images (none given)", option="calib_images")
+    if built.precision != "int8" or built.onnx_path is None:
+        raise UsageError("the analysis compares an int8 ONNX build with fp32", option="precision")
     key = artifacts.stage_key({"format": ANALYSIS_FORMAT, "build": built.manifest.get("key"), "images": images})
-    path = artifacts.row_workdir(config.name, workdir) / "analysis" / f"{built.quant}-{key}.json"
-    result, reused = cached_json(path, lambda: _compute(config, req, workdir, exported, built, images, progress))
+    path = artifacts.row_workdir(up.config.name, up.workdir) / "analysis" / f"{built.quant}-{key}.json"
+    result, reused = cached_json(path, lambda: _compute(up, built, images, progress))
     png = path.with_suffix(".png")
     if not png.is_file():
         from vacc_deploy.report.charts import layer_error_plot
 
-        layer_error_plot(result["layers"], png, title=f"{config.name} int8 ({result['quant']}): error per layer")
+        layer_error_plot(result["layers"], png, title=f"{up.config.name} int8 ({result['quant']}): error per layer")
     return result, path, reused
-
-
-def ranked_layers(analysis: dict[str, Any]) -> list[dict[str, Any]]:
-    """The analysed int8 layers (network output row left out), worst first: lowest SQNR of the layer
-    quantized alone, ties broken by the accumulated SQNR."""
-    def sq(v: Any) -> float:
-        return float("inf") if v == "inf" else float(v)
-    rows = [r for r in analysis["layers"] if r["conv_index"] is not None]
-    return sorted(rows, key=lambda r: (sq(r["alone_sqnr_db"]), sq(r["accumulated_sqnr_db"])))
-
-
-def with_int8(req: ModelRequest) -> ModelRequest:
-    """``req`` as an int8 request (analysis always looks at an int8 build)."""
-    return dataclasses.replace(req, build=dataclasses.replace(req.build, precision="int8"))

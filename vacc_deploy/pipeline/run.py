@@ -10,34 +10,37 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from vacc_deploy import artifacts
-from vacc_deploy.backends import DEFAULT_BACKEND
+from vacc_deploy import artifacts, machine
+from vacc_deploy.backends import DEFAULT_BACKEND, BuiltModel
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import WeightsError
-from vacc_deploy.pipeline import ModelRequest, build_onnx, calib_stage, export_stage
-from vacc_deploy.pipeline import variants as pipeline_variants
+from vacc_deploy.evaluation.protocols import Candidate
+from vacc_deploy.pipeline import BenchSettings, benchmark_stage, build_model, vacc_files
 from vacc_deploy.pipeline.cache import StageRecord, cached_json, timed
-from vacc_deploy.spec import ModelSpec
+from vacc_deploy.pipeline.report_stage import RunContext, report_stage
+from vacc_deploy.pipeline.requests import ModelRequest, variants as pipeline_variants
+from vacc_deploy.pipeline.stages import Upstream, calib_stage, export_stage, open_upscaler, weights_stage
+from vacc_deploy.types import DEFAULT_ITERS, DEFAULT_OVERLAP, DEFAULT_WARMUP, PRECISIONS
+from vacc_deploy.weights import weights_identity
 
 log = logging.getLogger(__name__)
 
 STAGES = ("data", "export", "calibrate", "build", "analyze", "eval", "benchmark", "report")
 ANALYZE_IMAGES = 8  # calibration samples the pipeline's int8 layer analysis looks at
-REPORT_FORMAT = 2  # in the report's cache key: a report written by older code is written again
 
 
 @dataclass
 class PipelineOptions:
-    """What ``vacc-deploy pipeline`` was asked: data, precisions/methods, backend and the base
-    request (weights, shape, build and calibration options)."""
+    """What ``vacc-deploy pipeline`` was asked: data, precisions/methods, benchmark settings and the
+    base request (weights, shape, build and calibration options)."""
 
     request: ModelRequest
     dataset: Path | None = None
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    precisions: tuple[str, ...] = PRECISIONS
     quants: tuple[str, ...] | None = None
-    iters: int = 20
-    warmup: int = 3
-    overlap: int = 16
+    iters: int = DEFAULT_ITERS
+    warmup: int = DEFAULT_WARMUP
+    overlap: int = DEFAULT_OVERLAP
     benchmark: bool = True
 
 
@@ -62,10 +65,7 @@ def _provenance(config: RowConfig, weights: str | None) -> tuple[str | None, str
     if weights == "synthetic":
         return "synthetic", "synthetic", ["SYNTHETIC WEIGHTS: accuracy numbers are meaningless"]
     if weights not in (None, "official"):
-        from vacc_deploy.export import weights_identity
-
-        label, _, _ = weights_identity(config, weights)
-        kind = label.split(":")[0]
+        kind = weights_identity(config, weights).kind
         return weights, kind, [_HOUSE_NOTE] if kind == "house" else []
     try:
         _, kind = resolve_with_kind(config, weights)
@@ -107,170 +107,82 @@ def _data(opts: PipelineOptions, workdir: Path | None) -> tuple[tuple[Path, Path
     return (Path(given[0] or ev), Path(given[1] or cal)), existed
 
 
-def _builds(config: RowConfig, req: ModelRequest, variants: list, workdir: Path | None) -> tuple[list, bool]:
-    built = [build_onnx(config, req.with_precision(p, m), workdir) for p, m in variants]
-    return built, all(b.cached for _, b in built if b.precision != "fp32")
+def _candidates(built: list[BuiltModel], overlap: int) -> list[Candidate]:
+    """One evaluation candidate per built model, each on a fresh ONNX Runtime session."""
+    return [Candidate(b.precision, b.quant, DEFAULT_BACKEND, open_upscaler(b, DEFAULT_BACKEND, overlap=overlap),
+                      tuple(b.input_shape[2:])) for b in built]
 
 
-def _vamc_yaml(config: RowConfig, req: ModelRequest, quant: str | None, workdir: Path | None) -> str | None:
-    """The vamc build YAML for an int8 build (written for a VACC host; not compiled here)."""
-    from vacc_deploy.pipeline import vacc_stage
-
-    _, vb = vacc_stage(config, req.with_precision("int8", quant), workdir, compile=False)
-    return vb.yaml_path.read_text()
-
-
-def _candidates(config: RowConfig, req: ModelRequest, built: list, overlap: int) -> list:
-    from vacc_deploy.backends import BuiltModel, open_session
-    from vacc_deploy.evaluation.protocols import Candidate
-    from vacc_deploy.evaluation.upscaler import Upscaler
-
-    out = []
-    for exported, b in built:
-        spec = ModelSpec(**exported.spec)
-        bm = BuiltModel(row=config.name, spec=spec, input_shape=tuple(exported.input_shape),
-                        precision=b.precision, quant=b.quant, onnx_path=b.model_path)
-        up = Upscaler(open_session(DEFAULT_BACKEND, bm), spec, overlap)
-        out.append(Candidate(b.precision, b.quant, DEFAULT_BACKEND, up, tuple(exported.input_shape[2:])))
-    return out
-
-
-def _eval(config: RowConfig, cands: list, dataset: Path, built: list, workdir: Path | None) -> tuple[dict, bool]:
+def _eval(up: Upstream, cands: list[Candidate], dataset: Path, built: list[BuiltModel]) -> tuple[dict, bool]:
     from vacc_deploy.evaluation.protocols import evaluate
     from vacc_deploy.imaging.datasets import find_pairs
 
     scale = cands[0].upscaler.spec.scale
     pairs = find_pairs(dataset, scale)
     digests = [[p.name, artifacts.file_digest(p.hr_path)] for p in pairs]
-    key = artifacts.stage_key({"models": [str(b.model_path) for _, b in built], "data": digests})
-    path = artifacts.row_workdir(config.name, workdir) / "eval" / f"{key}.json"
-    return cached_json(path, lambda: evaluate(pairs, cands, row=config.name, dataset=dataset, scale=scale))
+    key = artifacts.stage_key({"models": [str(b.onnx_path) for b in built], "data": digests})
+    path = artifacts.row_workdir(up.config.name, up.workdir) / "eval" / f"{key}.json"
+    return cached_json(path, lambda: evaluate(pairs, cands, row=up.config.name, dataset=dataset, scale=scale))
 
 
-def _crops(result: dict, cands: list, dataset: Path, assets: Path) -> list:
-    """Side-by-side crops of the (up to) 3 images whose int8 output lost most against fp32."""
-    from vacc_deploy.evaluation.protocols import load_pair
-    from vacc_deploy.imaging.datasets import find_pairs
-    from vacc_deploy.imaging.io import to_uint
-    from vacc_deploy.evaluation.upscaler import conversion_for
-    from vacc_deploy.report.crops import make_crop_set, worst_images
-
-    scale = cands[0].upscaler.spec.scale
-    pairs = {p.name: p for p in find_pairs(dataset, scale)}
-    out = []
-    for worst in worst_images(result, 3):
-        lr, hr = load_pair(pairs[worst["image"]], scale)
-        ref = next(c for c in cands if c.precision == "fp32")
-        q = next(c for c in cands if c.precision == "int8" and c.quant == worst["quant"])
-        srs = [to_uint(c.upscaler(lr.astype("float32") / 255), 8, conversion_for(c.upscaler.spec, "official"))
-               for c in (ref, q)]
-        out.append(make_crop_set(worst, lr, hr, srs[0], srs[1], assets))
-    return out
+def _bench(up: Upstream, req: ModelRequest, wanted: list, built: list[BuiltModel],
+           opts: PipelineOptions) -> tuple[dict, bool]:
+    key = artifacts.stage_key({"models": [str(b.onnx_path) for b in built], "iters": opts.iters,
+                               "warmup": opts.warmup, "machine": machine.machine()})
+    path = artifacts.row_workdir(up.config.name, up.workdir) / "benchmark" / f"{key}.json"
+    configs = [(DEFAULT_BACKEND, p, m) for p, m in wanted]
+    settings = BenchSettings(row_ref=up.config.name, iters=opts.iters, warmup=opts.warmup)
+    return cached_json(path, lambda: benchmark_stage(up.config, req, configs, up.workdir, settings, up=up))
 
 
-def _report(config: RowConfig, ctx: dict[str, Any], workdir: Path | None) -> tuple[Path, bool]:
-    """Assemble and write report.md / report.html (reused when its inputs are unchanged)."""
-    from vacc_deploy.report.model import BuildInfo, ReportData, StageInfo
-    from vacc_deploy.report.render import write_report
-
-    folder = artifacts.row_workdir(config.name, workdir) / "report"
-    an = ctx.get("analysis")
-    key = artifacts.stage_key({"format": REPORT_FORMAT, "eval": ctx["eval_key"], "bench": ctx.get("bench_key"), "notes": ctx["notes"],
-                               "analysis": an[1] if an else None})
-    if (folder / "report.json").is_file() and artifacts.read_json(folder / "report.json").get("manifest", {}).get("key") == key:
-        return folder, True
-    exported = ctx["built"][0][0]
-    builds = [BuildInfo(b.precision, b.quant, DEFAULT_BACKEND, (b.manifest or {}).get("settings", {}), b.manifest or {},
-                        ctx["yaml"].get(b.quant)) for _, b in ctx["built"]]
-    data = ReportData(
-        row=config.name, description=config.description, weights=exported.weights, provenance=ctx["provenance"],
-        weights_sha256=exported.weights_sha256,
-        scale=exported.spec["scale"], input_shape=list(exported.input_shape), output_shape=list(exported.output_shape),
-        flops_g=ctx.get("flops", 0) / 1e9 or None, params_m=_params(exported.onnx_path) / 1e6,
-        eval=ctx["eval"], benchmark=ctx.get("bench"),
-        crops=_crops(ctx["eval"], ctx["cands"], ctx["dataset"], folder / "assets"), builds=builds,
-        analysis=an[0] if an else None, analysis_plot=an[1] if an else None,
-        manifest={"key": key, "versions": artifacts.tool_versions(), "machine": artifacts.machine(),
-                  "hashes": {"onnx_fp32_sha256": artifacts.file_digest(exported.onnx_path),
-                             **({"weights_sha256": exported.weights_sha256} if exported.weights_sha256 else {})},
-                  "weights": exported.weights,
-                  "export": str(exported.onnx_path.parent)},
-        stages=[StageInfo(r.stage, r.status, r.seconds) for r in ctx["records"]], notes=ctx["notes"])
-    write_report(data, folder)
-    return folder, False
-
-
-def _bench(config: RowConfig, req: ModelRequest, variants: list, built: list, opts: PipelineOptions,
-           workdir: Path | None) -> tuple[dict, bool]:
-    from vacc_deploy.benchmark.runner import benchmark_row
-
-    key = artifacts.stage_key({"models": [str(b.model_path) for _, b in built], "iters": opts.iters,
-                               "warmup": opts.warmup, "machine": artifacts.machine()})
-    path = artifacts.row_workdir(config.name, workdir) / "benchmark" / f"{key}.json"
-    configs = [(DEFAULT_BACKEND, p, m) for p, m in variants]
-    return cached_json(path, lambda: benchmark_row(config, req, configs, workdir=workdir, iters=opts.iters,
-                                                   warmup=opts.warmup))
-
-
-def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None = None) -> PipelineResult:
-    """Run every stage for ``config`` (see module docstring); returns where the report is."""
-    records: list[StageRecord] = []
-    variants = pipeline_variants(config, opts.precisions, opts.quants)  # bad options fail before any stage
-    weights, provenance, notes = _provenance(config, opts.request.weights)
-    dataset, calib_images = _stage(records, "data", lambda: _data(opts, workdir))
-    req = replace(opts.request, weights=weights, calib=replace(opts.request.calib, images=calib_images))
-    exported = _stage(records, "export", lambda: (lambda e: (e, e.cached))(export_stage(config, req, workdir)))
-    int8 = [m for p, m in variants if p == "int8"]
-    if int8:
-        _stage(records, "calibrate", lambda: _calibrate(config, req, exported, workdir))
-    else:
-        _skip(records, "calibrate", "no int8 build")
-    built = _stage(records, "build", lambda: _builds(config, req, variants, workdir))
-    analysis = _stage(records, "analyze", lambda: _analyze(config, req, int8[0], workdir)) if int8 else None
-    if not int8:
-        _skip(records, "analyze", "no int8 build")
-    yaml = {m: _vamc_yaml(config, req, m, workdir) for m in int8}
-    cands = _candidates(config, req, built, opts.overlap)
-    result = _stage(records, "eval", lambda: _eval(config, cands, dataset, built, workdir))
-    bench = None
-    if opts.benchmark:
-        bench = _stage(records, "benchmark", lambda: _bench(config, req, variants, built, opts, workdir))
-    else:
-        _skip(records, "benchmark", "not asked for")
-    ctx = {"built": built, "eval": result, "eval_key": [str(b.model_path) for _, b in built] + [str(dataset)],
-           "bench": bench, "bench_key": artifacts.stage_key(bench or {}),
-           "yaml": yaml, "cands": cands, "dataset": dataset, "provenance": provenance, "notes": notes,
-           "records": records, "flops": _flops(exported), "analysis": analysis}
-    folder = _stage(records, "report", lambda: _report(config, ctx, workdir))
-    return PipelineResult(folder, records, provenance, notes)
-
-
-def _analyze(config: RowConfig, req: ModelRequest, quant: str, workdir: Path | None):
+def _analyze(up: Upstream, req: ModelRequest, quant: str) -> tuple[tuple[dict, str], bool]:
     """The layer analysis of the int8 build of ``quant`` over ``ANALYZE_IMAGES`` samples:
     ((analysis, plot), reused)."""
     from vacc_deploy.pipeline.analysis import analysis_stage
 
-    result, path, reused = analysis_stage(config, req.with_precision("int8", quant), workdir,
-                                          images=ANALYZE_IMAGES, progress=False)
+    built = build_model(up, req.with_precision("int8", quant))
+    result, path, reused = analysis_stage(up, built, images=ANALYZE_IMAGES, progress=False)
     return (result, str(path.with_suffix(".png"))), reused
 
 
-def _calibrate(config: RowConfig, req: ModelRequest, exported, workdir: Path | None):
-    calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, workdir)
-    return calib, calib.cached
+def _upstream(records: list[StageRecord], config: RowConfig, req: ModelRequest, int8: bool,
+              workdir: Path | None) -> Upstream:
+    """The export and calibration stages, each recorded."""
+    weights = weights_stage(config, req.weights)
+    exported = _stage(records, "export", lambda: (lambda e: (e, e.cached))(export_stage(config, weights, req, workdir)))
+    calib = None
+    if int8:
+        calib = _stage(records, "calibrate", lambda: (lambda c: (c, c.cached))(
+            calib_stage(config, exported, req.calib, workdir)))
+    else:
+        _skip(records, "calibrate", "no int8 build")
+    return Upstream(config, weights, exported, calib, workdir)
 
 
-def _params(onnx_path: Path) -> int:
-    """Number of weights in the fp32 ONNX model (float initializers)."""
-    import math
-
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
-
-
-def _flops(exported) -> int:
+def run_pipeline(config: RowConfig, opts: PipelineOptions, workdir: Path | None = None) -> PipelineResult:
+    """Run every stage for ``config`` (see module docstring); returns where the report is."""
     from vacc_deploy.benchmark.measure import model_flops
 
-    return model_flops(exported.onnx_path)
+    records: list[StageRecord] = []
+    wanted = pipeline_variants(config, opts.precisions, opts.quants)  # bad options fail before any stage
+    weights, provenance, notes = _provenance(config, opts.request.weights)
+    dataset, calib_images = _stage(records, "data", lambda: _data(opts, workdir))
+    req = replace(opts.request, weights=weights, calib=replace(opts.request.calib, images=calib_images))
+    int8 = [m for p, m in wanted if p == "int8"]
+    up = _upstream(records, config, req, bool(int8), workdir)
+    built = _stage(records, "build", lambda: (lambda bs: (bs, all(b.cached for b in bs if b.precision != "fp32")))(
+        [build_model(up, req.with_precision(p, m)) for p, m in wanted]))
+    analysis = _stage(records, "analyze", lambda: _analyze(up, req, int8[0])) if int8 else None
+    if not int8:
+        _skip(records, "analyze", "no int8 build")
+    yaml = {m: vacc_files(up, req.with_precision("int8", m)).yaml_path.read_text() for m in int8}
+    ctx = RunContext(up=up, built=built, cands=_candidates(built, opts.overlap), dataset=dataset,
+                     provenance=provenance, notes=notes, records=records, analysis=analysis, yaml=yaml,
+                     flops=model_flops(up.exported.onnx_path))
+    ctx.eval = _stage(records, "eval", lambda: _eval(up, ctx.cands, dataset, built))
+    if opts.benchmark:
+        ctx.bench = _stage(records, "benchmark", lambda: _bench(up, req, wanted, built, opts))
+    else:
+        _skip(records, "benchmark", "not asked for")
+    folder = _stage(records, "report", lambda: report_stage(ctx))
+    return PipelineResult(folder, records, provenance, notes)

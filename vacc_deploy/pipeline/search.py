@@ -37,14 +37,18 @@ from typing import Any
 
 import numpy as np
 
-from vacc_deploy import artifacts
-from vacc_deploy.backends import DEFAULT_BACKEND, SessionOptions
-from vacc_deploy.backends.ort.build import BUILD_FORMAT, BuildOptions, resolve_reduce_range
-from vacc_deploy.backends.vacc.emulation import WEIGHT_SCALES
-from vacc_deploy.config import RowConfig
+from vacc_deploy import artifacts, machine
+from vacc_deploy.backends import AUTO, DEFAULT_BACKEND, BuildOptions, SessionOptions
+from vacc_deploy.backends.layers import edge_convs, float_layers
+from vacc_deploy.backends.options import resolve_reduce_range
+from vacc_deploy.backends.ort import DEFAULT_NUMERICS, VACC_NUMERICS
+from vacc_deploy.backends.ort.build import BUILD_FORMAT
+from vacc_deploy.backends.vacc import NAME as VACC
 from vacc_deploy.errors import UsageError
-from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for
 from vacc_deploy.pipeline.cache import cached_json
+from vacc_deploy.pipeline.requests import ModelRequest
+from vacc_deploy.pipeline.stages import Upstream, build_stage, open_upscaler
+from vacc_deploy.types import WEIGHT_SCALES
 
 SEARCH_FORMAT = 4
 VAL_IMAGES = 12
@@ -68,7 +72,7 @@ def validation_pairs(folder: Path, n: int = VAL_IMAGES, seed: int = 0) -> list:
 
     paths = list_images(folder)
     if not paths:
-        raise UsageError(f"--target-drop: no images in {folder} to validate on")
+        raise UsageError(f"no images in {folder} to validate on", option="target_drop")
     rng = np.random.default_rng(seed + 7919)
     chosen = sorted(rng.choice(len(paths), size=min(n, len(paths)), replace=False))
     return [Pair(paths[i].stem, paths[i], None) for i in chosen]
@@ -76,13 +80,11 @@ def validation_pairs(folder: Path, n: int = VAL_IMAGES, seed: int = 0) -> list:
 
 @dataclasses.dataclass(frozen=True)
 class _Setup:
-    """What every trial of one search shares: the request, the fp32 export, the validation pairs,
-    the fp32 reference score and the target."""
+    """What every trial of one search shares: the upstream artifacts, the request, the validation
+    pairs, the fp32 reference score and the target."""
 
-    config: RowConfig
+    up: Upstream
     req: ModelRequest
-    workdir: Path | None
-    fp32_path: Path
     pairs: list
     target: float
     ref: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -94,19 +96,18 @@ def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
     from vacc_deploy.benchmark.measure import measure
     from vacc_deploy.evaluation.protocols import Candidate, evaluate
 
-    up, built = upscaler_for(s.config, req, s.workdir, options=SessionOptions())
-    cand = Candidate(built.precision, built.quant, DEFAULT_BACKEND, up, built.input_shape[2:])
-    res = evaluate(s.pairs, [cand], row=s.config.name, dataset=Path("."), scale=built.spec.scale, progress=False)
+    built = build_stage(s.up, req)
+    up = open_upscaler(built, req.backend, SessionOptions())
+    cand = Candidate(built.precision, built.quant, req.backend, up, built.input_shape[2:])
+    res = evaluate(s.pairs, [cand], row=s.up.config.name, dataset=Path("."), scale=built.spec.scale, progress=False)
     x = np.random.default_rng(0).random(built.input_shape, dtype=np.float32)
     timing = measure(up.session, x, iters=SPEED_RUNS, warmup=1)
     return {"psnr": res["results"][0]["psnr"], "ms": timing["latency_ms"]["p50"]}
 
 
 def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
-    from vacc_deploy.backends.ort.build import float_layers
-
     score = _score(s, dataclasses.replace(s.req, build=opts))
-    names, indices = float_layers(s.fp32_path, opts)
+    names, indices = float_layers(s.up.exported.onnx_path, opts)
     drop = score["psnr"] - s.ref["psnr"]
     trial = {"quant": opts.quant, "per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
              "numerics": opts.numerics, "weight_scale": opts.weight_scale,
@@ -116,7 +117,7 @@ def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
              "ms": score["ms"], "speedup": s.ref["ms"] / score["ms"], "meets": drop >= -MARGIN * s.target}
     log.info("target-drop trial: %s %s %s, %d-bit %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.numerics,
              opts.quant, "per-channel" if opts.per_channel else "per-tensor", trial["weight_bits"],
-             opts.weight_scale if opts.numerics == "vacc" else opts.int8_ops, len(names),
+             opts.weight_scale if opts.numerics == VACC_NUMERICS else opts.int8_ops, len(names),
              drop, trial["speedup"],
              " (meets the target)" if trial["meets"] else "")
     return trial
@@ -138,7 +139,7 @@ def _choose(trials: list[dict[str, Any]]) -> dict[str, Any]:
 def first_trials(base: BuildOptions) -> list[BuildOptions]:
     """Step 1: each calibration method x per-channel / per-tensor (x each ``weight_scale`` rule
     for the vacc numerics)."""
-    scales = WEIGHT_SCALES if base.numerics == "vacc" else (base.weight_scale,)
+    scales = WEIGHT_SCALES if base.numerics == VACC_NUMERICS else (base.weight_scale,)
     return [dataclasses.replace(base, quant=m, per_channel=pc, weight_scale=ws)
             for m in METHODS for pc in (True, False) for ws in scales]
 
@@ -149,9 +150,7 @@ def _vacc_first(fp32_path: Path, base: BuildOptions) -> list[str]:
     not see that); nothing for the onnxruntime numerics."""
     import onnx
 
-    from vacc_deploy.backends.ort.build import edge_convs
-
-    if base.numerics != "vacc" or base.float_edges:  # float edges are float already
+    if base.numerics != VACC_NUMERICS or base.float_edges:  # float edges are float already
         return []
     return edge_convs(onnx.load(str(fp32_path), load_external_data=False))
 
@@ -161,10 +160,10 @@ def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
     int8 too, so every int8 Conv fuses into a QLinearConv) and, on x86 CPUs without VNNI, 7-bit
     weights (ORT's fast u8s8 kernels), alone and together; empty when ``base`` has them already,
     and for the vacc numerics (neither is a vamc setting)."""
-    if base.numerics == "vacc":
+    if base.numerics == VACC_NUMERICS:
         return []
     ops = ["compute", "all"] if base.int8_ops == "compute" else [base.int8_ops]
-    seven_bit_helps = artifacts.x86_without_vnni() and not resolve_reduce_range(base.reduce_range)
+    seven_bit_helps = machine.x86_without_vnni() and not resolve_reduce_range(base.reduce_range)
     bits = [base.reduce_range, "on"] if seven_bit_helps else [base.reduce_range]
     return [{"int8_ops": o, "reduce_range": r} for o in ops for r in bits][1:]
 
@@ -183,15 +182,16 @@ def _grow(try_k: Any, limit: int) -> None:
         k = limit if k < limit < 2 * k else 2 * k
 
 
-def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32_path: Path,
-                pairs: list) -> dict[str, Any]:
-    from vacc_deploy.pipeline.analysis import analysis_stage, ranked_layers
+def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
+    from vacc_deploy.evaluation.analysis import ranked_layers
+    from vacc_deploy.pipeline.analysis import analysis_stage
 
     target, limit = req.build.target_drop, req.build.max_float_layers
     assert target is not None
     base = dataclasses.replace(req.build, precision="int8", target_drop=None, max_float_layers=None)
     t0 = time.perf_counter()
-    s = _Setup(config, req, workdir, fp32_path, pairs, target)
+    s = _Setup(up, req, pairs, target)
+    fp32_path = up.exported.onnx_path
     s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
     trials = [_trial(s, opts) for opts in first_trials(base)]
     ranking: list[str] = []
@@ -201,9 +201,9 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
                                         weight_scale=best["weight_scale"])
         # The layer analysis reads ONNX Runtime's QDQ layout: a vacc search ranks its convs on the
         # onnxruntime build of the same method and weights (an approximation, docs/vacc.md).
-        ranked = dataclasses.replace(best_opts, numerics="onnxruntime")
-        analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=ranked), workdir,
-                                        images=ANALYSIS_IMAGES, progress=False)
+        ranked = dataclasses.replace(best_opts, numerics=DEFAULT_NUMERICS)
+        ranked_build = build_stage(up, dataclasses.replace(req, build=ranked))
+        analysis, _, _ = analysis_stage(up, ranked_build, images=ANALYSIS_IMAGES, progress=False)
         ranking = _vacc_first(fp32_path, base) + [r["layer"] for r in ranked_layers(analysis)]
         ranking = list(dict.fromkeys(ranking))
 
@@ -218,39 +218,35 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
                                     weight_scale=best["weight_scale"], skip_layers=tuple(best["skip_layers"]))
     trials += [_trial(s, dataclasses.replace(best_opts, **v)) | {"variant": v} for v in fast_variants(base)]
     chosen = _choose(trials)
-    return {"format": SEARCH_FORMAT, "row": config.name, "target_drop_db": target, "margin": MARGIN,
+    return {"format": SEARCH_FORMAT, "row": up.config.name, "target_drop_db": target, "margin": MARGIN,
             "max_float_layers": limit,
             "validation": {"folder": str(req.calib.images), "images": [p.name for p in pairs]},
             "fp32": s.ref, "trials": trials, "ranking": ranking, "chosen": chosen, "met": chosen["meets"],
             "seconds": time.perf_counter() - t0}
 
 
-def search_stage(config: RowConfig, req: ModelRequest, workdir: Path | None) -> tuple[dict[str, Any], Path, bool]:
-    """Run (or reuse) the ``--target-drop`` search for ``req``; returns (result, JSON path, reused).
-    Raises UsageError without calibration images or with a negative target."""
-    from vacc_deploy.pipeline import calib_stage
-    from vacc_deploy.spec import ModelSpec
-
+def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path, bool]:
+    """Run (or reuse) the ``--target-drop`` search for ``req`` on the artifacts ``up``; returns
+    (result, JSON path, reused). Raises UsageError (options ``calib_images``, ``target_drop``,
+    ``max_float_layers``) without calibration images or with a negative target."""
     req = _searchable(req)
     b = req.build
-    if req.calib.images is None:
-        raise UsageError("--target-drop needs calibration images: pass --calib-images DIR")
+    if up.calib is None or req.calib.images is None:
+        raise UsageError("the search needs calibration images (none given)", option="calib_images")
     if b.target_drop is None or b.target_drop < 0:
-        raise UsageError(f"--target-drop {b.target_drop}: expected a drop in dB >= 0, e.g. 0.1")
+        raise UsageError(f"{b.target_drop}: expected a drop in dB >= 0, e.g. 0.1", option="target_drop")
     if b.max_float_layers is not None and b.max_float_layers < 0:
-        raise UsageError("--max-float-layers must be >= 0")
-    exported = export_stage(config, req, workdir)
-    calib = calib_stage(config, ModelSpec(**exported.spec), exported.input_shape, req, workdir)
+        raise UsageError(f"{b.max_float_layers}: must be >= 0", option="max_float_layers")
     pairs = validation_pairs(req.calib.images, seed=req.calib.seed)
     key = artifacts.stage_key({
-        "format": SEARCH_FORMAT, "build_format": BUILD_FORMAT, "model": exported.onnx_path.parent.name,
-        "calib": calib.sha256 if calib else None, "validation": [str(p.hr_path) for p in pairs],
+        "format": SEARCH_FORMAT, "build_format": BUILD_FORMAT, "model": up.exported.onnx_path.parent.name,
+        "calib": up.calib.sha256, "validation": [str(p.hr_path) for p in pairs],
         "target": b.target_drop, "margin": MARGIN, "max_float": b.max_float_layers,
         "options": _options_key(b),
-        "x86_without_vnni": artifacts.x86_without_vnni(),
-        "versions": artifacts.tool_versions()})
-    path = artifacts.row_workdir(config.name, workdir) / "search" / f"drop{b.target_drop:g}-{key}.json"
-    result, reused = cached_json(path, lambda: _run_search(config, req, workdir, exported.onnx_path, pairs))
+        "x86_without_vnni": machine.x86_without_vnni(),
+        "versions": machine.tool_versions()})
+    path = artifacts.row_workdir(up.config.name, up.workdir) / "search" / f"drop{b.target_drop:g}-{key}.json"
+    result, reused = cached_json(path, lambda: _run_search(up, req, pairs))
     return result, path, reused
 
 
@@ -258,9 +254,9 @@ def _searchable(req: ModelRequest) -> ModelRequest:
     """The request whose trials the search runs: a ``--backend vacc`` one on its emulation (ONNX
     Runtime, vacc numerics), an ``auto`` one on ONNX Runtime (its fallback; there is no ``auto``
     session)."""
-    if req.backend == "vacc":
-        return dataclasses.replace(req, backend="onnxruntime", build=dataclasses.replace(req.build, numerics="vacc"))
-    return dataclasses.replace(req, backend="onnxruntime") if req.backend == "auto" else req
+    if req.backend == VACC:
+        return dataclasses.replace(req, backend=DEFAULT_BACKEND).with_build(numerics=VACC_NUMERICS)
+    return dataclasses.replace(req, backend=DEFAULT_BACKEND) if req.backend == AUTO else req
 
 
 def _options_key(b: BuildOptions) -> dict[str, Any]:
@@ -268,7 +264,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     for the vacc numerics, so onnxruntime searches keep their earlier keys)."""
     opts = dataclasses.asdict(dataclasses.replace(b, precision="int8", quant=None, per_channel=True,
                                                   weight_scale=BuildOptions.weight_scale))
-    if b.numerics != "vacc":
+    if b.numerics != VACC_NUMERICS:
         del opts["numerics"], opts["weight_scale"]
     else:
         opts["vacc_search"] = 3  # 3: edge convs first, then the onnxruntime analysis's ranking
@@ -284,12 +280,3 @@ def chosen_request(req: ModelRequest, result: dict[str, Any]) -> ModelRequest:
                                skip_layers=tuple(c["skip_layers"]), int8_ops=c["int8_ops"],
                                reduce_range=c["reduce_range"], target_drop=None, max_float_layers=None)
     return dataclasses.replace(req, build=opts)
-
-
-def resolve_target_drop(config: RowConfig, req: ModelRequest, workdir: Path | None) -> ModelRequest:
-    """``req`` with its ``--target-drop`` replaced by the search's chosen build options (method,
-    per-channel, layers kept in float, op types, weight width); unchanged when no target is set or the build is not int8."""
-    b = req.build
-    if b.target_drop is None or b.precision != "int8":
-        return req
-    return chosen_request(req, search_stage(config, req, workdir)[0])

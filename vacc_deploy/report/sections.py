@@ -186,7 +186,7 @@ def layer_analysis(data: ReportData, top: int = 10) -> list[Block]:
     an = data.analysis
     if not an:
         return []
-    from vacc_deploy.pipeline.analysis import ranked_layers
+    from vacc_deploy.evaluation.analysis import ranked_layers
 
     out = next((r for r in an["layers"] if r["conv_index"] is None), None)
     text = (f"int8 build {an.get('quant')}, {an.get('images')} calibration samples. SQNR of each int8 layer's "

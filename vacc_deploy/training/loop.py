@@ -27,6 +27,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from vacc_deploy import artifacts
+
+from vacc_deploy import machine
 from vacc_deploy.config import RowConfig, load_row
 from vacc_deploy.imaging.io import to_uint
 from vacc_deploy.models import family_of, load_checkpoint, row_params, row_spec
@@ -141,7 +143,7 @@ class _Run:
         artifacts.atomic_write_json(out / "train_log.json", {
             "row": self.config.name, "step": self.step, "elapsed_s": round(self.elapsed_s, 1),
             "options": self.opts.model_dump(mode="json"), "history": self.history,
-            "device": str(self.device), "torch": torch.__version__, "machine": artifacts.machine(),
+            "device": str(self.device), "torch": torch.__version__, "machine": machine.machine(),
             "train_images": len(self.sampler.hr), "val_images": self.val_names})
 
 

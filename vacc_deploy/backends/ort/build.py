@@ -1,81 +1,42 @@
-"""Build stage on ONNX Runtime: fp16 conversion, or int8 QDQ from streamed calibration ranges.
-Torch-free.
+"""The ONNX build stage (ONNX Runtime, and every backend that runs the same files): fp16
+conversion, or int8 QDQ from calibration ranges, in ONNX Runtime's own int8 arithmetic or the VACC
+card's, emulated. Torch-free.
 
-A build folder ``<workdir>/<row>/build/<precision>[-<method>]-<key>/`` holds ``model.onnx``,
-``ranges.json`` (int8) and ``manifest.json`` (input hashes, settings, tool versions, timings). It
-appears whole or not at all (an interrupted build leaves nothing; a rerun completes it) and is
-reused while its inputs are unchanged. Calibration ranges are cached on their own under
-``<workdir>/<row>/ranges/`` (keyed by model, calibration set and method), so builds that differ only
-in per-channel or skipped layers reuse them.
+It takes the earlier stages' artifacts (the fp32 export, the calibration ranges) and never runs
+an earlier stage. A build folder ``<workdir>/<row>/build/<precision>[-<method>]-<key>/`` holds
+``model.onnx``, ``ranges.json`` (int8) and ``manifest.json`` (input hashes, settings, tool
+versions, timings). It appears whole or not at all (an interrupted build leaves nothing; a rerun
+completes it) and is reused while its inputs are unchanged.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import onnx
 
-from vacc_deploy import artifacts
-from vacc_deploy.calibration.dataset import CalibSet, CalibSource
-from vacc_deploy.errors import UsageError
-from vacc_deploy.backends.vacc.emulation import DEFAULT_WEIGHT_SCALE, WeightScale, tvm_conv_order
-from vacc_deploy.spec import ModelSpec
+from vacc_deploy import artifacts, machine
 from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
+from vacc_deploy.backends.base import BuildInputs, BuiltModel
+from vacc_deploy.backends.layers import float_activations, float_layers_of
+from vacc_deploy.backends.ort import NAME, NUMERICS, VACC_NUMERICS, WEIGHT_BITS_KEY
+from vacc_deploy.backends.options import BuildOptions, resolve_reduce_range
+from vacc_deploy.calibration.ranges import Ranges
+from vacc_deploy.errors import UsageError
+from vacc_deploy.types import INT8_OPS, PRECISIONS
 
-log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "fp16", "int8")
-#: Whose int8 arithmetic an int8 build computes: ONNX Runtime's QDQ scheme (uint8 asymmetric
-#: activations, float element-wise ops), or the VACC card's as emulated from TVM's quantizer
-#: (:mod:`vacc_deploy.backends.vacc.emulation`; docs/vacc.md).
-Numerics = Literal["onnxruntime", "vacc"]
-NUMERICS: tuple[str, ...] = get_args(Numerics)
 BUILD_FORMAT = 6
-RANGES_FORMAT = 4  # bump when a calibration method's rule changes (3: constant tensors; 4: one pass)
 VACC_FORMAT = 1  # bump when the vacc numerics emulation changes
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
-@dataclass(frozen=True)
-class BuildOptions:
-    """How to build: precision; for int8 the calibration method, per-channel weights, layers kept
-    in float (Conv node names or 0-based Conv indices), whether the edge convs (those that read the
-    image and write the output, see :func:`edge_convs`) stay float, percentile and 7-bit weights
-    (``reduce_range``: 7-bit weights; ``auto`` = on for x86-64 CPUs without VNNI. Off by default:
-    sessions on such CPUs use ORT's exact u8u8 kernels instead, see
-    :func:`vacc_deploy.artifacts.x86_without_vnni`), and which op types are quantized (``int8_ops``,
-    a name of :data:`vacc_deploy.calibration.collect.INT8_OP_SETS`). ``target_drop`` (dB) asks the
-    pipeline to search the method, per-channel and float layers instead (see
-    :mod:`vacc_deploy.pipeline.search`); a build itself never sees it. ``numerics`` picks whose int8
-    arithmetic the build computes (:data:`Numerics`); ``weight_scale`` (vacc numerics only, as in the
-    vamc YAML) is TVM's weight threshold rule, ``power2`` by default as in TVM's ``qconfig``. The vacc
-    numerics keep in float exactly the Conv layers the vamc YAML lists (``skip_layers`` and the edges
-    when ``float_edges``), nothing else: ``int8_ops`` and ``reduce_range`` do not apply to it.
-    ``activation_bits`` (ONNX Runtime numerics only): 8 (uint8 activations, default) or 16 (uint16
-    activations, int8 weights; ORT runs them in float on CPU, so a fidelity build, not a fast one)."""
-
-    precision: str = "fp32"
-    quant: str | None = None
-    per_channel: bool = True
-    skip_layers: tuple[str, ...] = ()
-    float_edges: bool = True
-    percentile: float = 99.99
-    reduce_range: str = "off"
-    int8_ops: str = "compute"
-    target_drop: float | None = None
-    max_float_layers: int | None = None
-    numerics: Numerics = "onnxruntime"
-    weight_scale: WeightScale = DEFAULT_WEIGHT_SCALE
-    activation_bits: int = 8
-
-
 @dataclass
 class BuildResult:
-    """A built model: its file, folder, settings and manifest (``numerics`` None unless int8)."""
+    """A built ONNX file: its precision, method, path, folder (None for fp32, the export itself),
+    manifest, whether it was reused, and (int8) whose arithmetic it computes."""
 
     precision: str
     quant: str | None
@@ -86,234 +47,128 @@ class BuildResult:
     numerics: str | None = None
 
 
-def precision_label(precision: str, numerics: str | None) -> str:
-    """How reports name a build: ``int8 (onnxruntime)``, ``int8 (vacc, emulated)``, else the precision."""
-    if precision != "int8" or numerics is None:
-        return precision
-    return "int8 (vacc, emulated)" if numerics == "vacc" else f"int8 ({numerics})"
+def _check(opts: BuildOptions, ranges: Ranges | None) -> None:
+    if opts.precision not in PRECISIONS:
+        raise UsageError(f"'{opts.precision}': expected one of {', '.join(PRECISIONS)}", option="precision")
+    if opts.numerics not in NUMERICS:
+        raise UsageError(f"'{opts.numerics}': expected one of {', '.join(NUMERICS)}", option="numerics")
+    if opts.precision != "int8":
+        return
+    if ranges is None or opts.quant is None:
+        raise UsageError("an int8 build needs calibration images (none given)", option="calib_images")
+    if ranges.method != opts.quant:
+        raise UsageError(f"ranges of method {ranges.method} given for an int8 build of method {opts.quant}",
+                         option="quant")
+    if opts.int8_ops not in INT8_OPS:
+        raise UsageError(f"'{opts.int8_ops}': expected one of {', '.join(INT8_OPS)}", option="int8_ops")
+    if opts.emulates_vacc and opts.activation_bits != 8:
+        raise UsageError("vacc numerics quantize activations to 8 bits only", option="activation_bits")
 
 
-def resolve_reduce_range(choice: str) -> bool:
-    """``on``/``off``, or ``auto``: on for x86-64 without VNNI."""
-    if choice not in ("auto", "on", "off"):
-        raise UsageError(f"--reduce-range {choice}: expected auto, on or off")
-    if choice == "auto":
-        return artifacts.x86_without_vnni()
-    return choice == "on"
-
-
-def conv_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the Conv nodes in the order TVM's quantizer counts them (index i = vamc
-    ``skip_conv_layers`` index i; :func:`~vacc_deploy.backends.vacc.emulation.tvm_conv_order`: graph
-    order for a chain), then any Conv no graph output depends on, in graph order."""
-    order = tvm_conv_order(model)
-    return order + [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in order]
-
-
-def _is_spatial(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> bool:
-    kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), None)
-    kernel = kernel or list(shapes.get(node.input[1], (0, 0, 1, 1))[2:])
-    return any(k > 1 for k in kernel)
-
-
-def edge_convs(model: onnx.ModelProto) -> list[str]:
-    """The Conv layers that touch the image: in graph order, every Conv up to and including the
-    first one with a spatial kernel (so a 1x1 mean-shift conv before it counts too), and likewise
-    from the end. Keeping these in float costs little speed (3-channel input or output) and saves
-    much accuracy in SR networks (measured in docs/accuracy.md)."""
-    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    chosen: list[str] = []
-    for seq in (convs, list(reversed(convs))):
-        for node in seq:
-            if node.name not in chosen:
-                chosen.append(node.name)
-            if _is_spatial(node, shapes):
-                break
-    return chosen
-
-
-def float_layers(model_path: Path, opts: BuildOptions) -> tuple[list[str], list[int]]:
-    """(names, sorted 0-based Conv indices) of the Conv layers an int8 build keeps in float."""
-    return _float_layers_of(onnx.load(str(model_path), load_external_data=False), opts)
-
-
-def _float_layers_of(model: onnx.ModelProto, opts: BuildOptions) -> tuple[list[str], list[int]]:
-    convs = conv_nodes(model)
-    edges = edge_convs(model) if opts.float_edges else []
-    names, _ = resolve_skip_layers(convs, opts.skip_layers)
-    names = sorted(set(names) | set(edges), key=convs.index)
-    return names, [convs.index(n) for n in names]
-
-
-def float_activations(model: onnx.ModelProto, float_convs: list[str]) -> list[str]:
-    """Relu / Clip nodes that only read the output of a Conv kept in float: they stay float too.
-    (Quantized, they would round the float conv's output to uint8 for nothing: ORT folds a Relu
-    into the range of an int8 conv's output, never of a float one.)"""
-    producer = {o: n.name for n in model.graph.node for o in n.output}
-    chosen = set(float_convs)
-    return [n.name for n in model.graph.node
-            if n.op_type in ("Relu", "Clip") and producer.get(n.input[0]) in chosen]
-
-
-def resolve_skip_layers(convs: list[str], skips: tuple[str, ...]) -> tuple[list[str], list[int]]:
-    """Map ``--skip-layers`` items (Conv node names or 0-based Conv indices) to (names, indices),
-    given the model's Conv node names in graph order (:func:`conv_nodes`).
-
-    Raises UsageError naming an unknown layer and listing how to find the names.
-    """
-    names, indices = [], []
-    for item in skips:
-        if item.isdigit() and int(item) < len(convs):
-            idx = int(item)
-        elif item in convs:
-            idx = convs.index(item)
-        else:
-            raise UsageError(f"--skip-layers: no Conv layer '{item}' (use a name of the {len(convs)} Conv "
-                             f"nodes, e.g. '{convs[0]}', or an index 0..{len(convs) - 1})")
-        names.append(convs[idx])
-        indices.append(idx)
-    return names, sorted(set(indices))
-
-
-def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: ModelSpec, method: str,
-                       percentile: float, row_dir: Path) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
-    """Activation ranges of ``model_path`` over ``calib`` with ``method`` (cached on disk).
-
-    Returns (ranges, info) where info records the method, parameters, images, seconds, seconds per
-    image, segments (ORT sessions each image ran through) and the calibration's peak RSS in MB.
-    """
-    from vacc_deploy.calibration import METHODS, CalibrationResult, calibrate
-
-    if method not in METHODS:
-        raise UsageError(f"--quant {method}: unknown method (known: {', '.join(METHODS)})")
-    params = {"percentile": percentile} if method == "percentile" else {}
-    key = artifacts.stage_key({"format": RANGES_FORMAT, "model": model_sha, "calib": calib.sha256,
-                               "method": method, **params})
-    path = row_dir / "ranges" / f"{method}-{key}.json"
-    if path.is_file():
-        try:
-            data = artifacts.read_json(path)
-            return CalibrationResult.from_dict(data["result"]).ranges, data["info"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("cached calibration ranges %s are unreadable; recomputing them", path)
-    t0 = time.perf_counter()
-    result = calibrate(model_path, CalibSource(calib, spec), method, **params)
-    info = {"method": method, "params": params, "images": calib.num, "calib_sha256": calib.sha256,
-            "calib_folder": str(calib.folder), "seconds": time.perf_counter() - t0,
-            "seconds_per_image": result.seconds_per_image, "segments": result.segments,
-            "peak_rss_mb": result.peak_rss_mb}
-    artifacts.atomic_write_json(path, {"info": info, "result": result.to_dict()})
-    return result.ranges, info
-
-
-def _build_key(model_sha: str, opts: BuildOptions, calib: CalibSet | None, reduce_range: bool) -> str:
+def _build_key(model_sha: str, opts: BuildOptions, ranges: Ranges | None, reduce_range: bool) -> str:
     return artifacts.stage_key({
         "format": BUILD_FORMAT, "model": model_sha, "precision": opts.precision, "quant": opts.quant,
         **({"fp16_format": FP16_FORMAT} if opts.precision == "fp16" else {}),
         "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "edges": opts.float_edges,
         "percentile": opts.percentile, "int8_ops": opts.int8_ops,
-        "reduce_range": reduce_range, "calib": calib.sha256 if calib else None,
+        "reduce_range": reduce_range, "calib": ranges.calib_sha256 if ranges else None,
         **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
-        "versions": artifacts.tool_versions(),
+        "versions": machine.tool_versions(),
         **({"numerics": opts.numerics, "weight_scale": opts.weight_scale, "vacc_format": VACC_FORMAT}
-           if opts.numerics == "vacc" and opts.precision == "int8" else {}),
+           if opts.emulates_vacc else {}),
     })
 
 
-def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet,
-               opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
-    from vacc_deploy.calibration import INT8_OP_SETS, quantize_int8
-
-    if opts.int8_ops not in INT8_OP_SETS:
-        raise UsageError(f"--int8-ops {opts.int8_ops}: expected one of {', '.join(INT8_OP_SETS)}")
-    graph = onnx.load(str(model_path), load_external_data=False)
-    names, indices = _float_layers_of(graph, opts)
-    exclude = names + float_activations(graph, names)
-    ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, opts.percentile, row_dir)
-    t0 = time.perf_counter()
-    extra: dict[str, Any] = {}
-    if opts.numerics == "vacc":
-        from vacc_deploy.backends.vacc.emulation import quantize_vacc
-
-        if opts.activation_bits != 8:
-            raise UsageError("vacc numerics quantize activations to 8 bits only")
-        extra["vacc_numerics"] = quantize_vacc(model_path, tmp / "model.onnx", ranges, weight_scale=opts.weight_scale,
-                                               per_channel=opts.per_channel, float_convs=names)
-    else:
-        quantize_int8(model_path, tmp / "model.onnx", ranges, per_channel=opts.per_channel,
-                      nodes_to_exclude=exclude, reduce_range=reduce_range, op_types=INT8_OP_SETS[opts.int8_ops],
-                      activation_bits=opts.activation_bits)
-    _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)
-    artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.items()})
-    return {"calibration": {**info, "n_skipped_images": calib.manifest.get("n_skipped", 0)},
-            "float_layers": names, "float_layer_indices": indices, **extra,
-            "timings": {"calibration_s": info["seconds"], "quantize_s": time.perf_counter() - t0}}
-
-
-def _tag_weight_bits(path: Path, bits: int) -> None:
-    """Record the int8 weight width in the model's metadata (``vacc_deploy.int8_weight_bits``):
-    sessions use ONNX Runtime's exact int8 kernels only for 8-bit weights (7-bit weights cannot
-    overflow the fast kernels' int16 sums)."""
-    from vacc_deploy.backends.ort.session import WEIGHT_BITS_KEY
-
-    model = onnx.load(str(path))
-    model.metadata_props.add(key=WEIGHT_BITS_KEY, value=str(bits))
-    onnx.save(model, str(path))
-
-
-def build_onnxruntime(model_path: Path, spec: ModelSpec, opts: BuildOptions, *, row: str,
-                      calib: CalibSet | None = None, workdir: Path | None = None,
-                      force: bool = False) -> BuildResult:
-    """Build ``opts.precision`` of the fp32 ONNX ``model_path`` for ONNX Runtime (cached).
+def build_onnxruntime(model_path: Path, opts: BuildOptions, *, row: str, ranges: Ranges | None = None,
+                      workdir: Path | None = None, force: bool = False) -> BuildResult:
+    """Build ``opts.precision`` of the fp32 ONNX ``model_path`` (cached).
 
     fp32 returns the input model itself. fp16 keeps fp32 inputs/outputs. int8 is QDQ with uint8
     activations and int8 weights (``opts.numerics`` onnxruntime) or the emulation of the VACC card's
-    int8 arithmetic (vacc), and needs ``calib``. Raises UsageError / BuildError.
-    A cached build is verified against its manifest (file sizes, sha256) and rebuilt with a warning
-    when damaged; ``force`` rebuilds it (calibration ranges cached under ``ranges/`` are reused).
+    int8 arithmetic (vacc), from ``ranges`` (the calibration stage's, of method ``opts.quant``).
+    Raises UsageError / BuildError. A cached build is verified against its manifest (file sizes,
+    sha256) and rebuilt with a warning when damaged; ``force`` rebuilds it.
     """
-    if opts.precision not in PRECISIONS:
-        raise UsageError(f"--precision {opts.precision}: expected one of {', '.join(PRECISIONS)}")
+    _check(opts, ranges)
     if opts.precision == "fp32":
         return BuildResult("fp32", None, Path(model_path), None)
-    if opts.precision == "int8" and (calib is None or opts.quant is None):
-        raise UsageError("--precision int8 needs calibration images: pass --calib-images DIR")
-    if opts.numerics not in NUMERICS:
-        raise UsageError(f"--numerics {opts.numerics}: expected one of {', '.join(NUMERICS)}")
+    int8 = opts.precision == "int8"
     model_sha = artifacts.file_digest(model_path)
-    vacc = opts.numerics == "vacc" and opts.precision == "int8"
-    reduce_range = resolve_reduce_range(opts.reduce_range) if opts.precision == "int8" and not vacc else False
-    quant = opts.quant if opts.precision == "int8" else None
-    numerics = opts.numerics if opts.precision == "int8" else None
-    key = _build_key(model_sha, opts, calib if opts.precision == "int8" else None, reduce_range)
-    row_dir = artifacts.row_workdir(row, workdir)
-    folder = row_dir / "build" / (f"int8-{'vacc-' if vacc else ''}{quant}-{key}" if quant else f"fp16-{key}")
+    reduce_range = resolve_reduce_range(opts.reduce_range) if int8 and not opts.emulates_vacc else False
+    quant = opts.quant if int8 else None
+    key = _build_key(model_sha, opts, ranges if int8 else None, reduce_range)
+    tag = f"int8-{'vacc-' if opts.emulates_vacc else ''}{quant}" if int8 else "fp16"
+    folder = artifacts.row_workdir(row, workdir) / "build" / f"{tag}-{key}"
     with stage_lock(folder):  # a concurrent identical build finishes first; this one reuses it
         cached = reusable(folder, force)
         if cached is not None:
             return BuildResult(opts.precision, quant, folder / "model.onnx", folder, cached, cached=True,
-                               numerics=numerics)
-        return _build_into(folder, key, model_path, model_sha, spec, calib, opts, reduce_range, row)
+                               numerics=opts.numerics if int8 else None)
+        return _build_into(folder, key, model_path, model_sha, ranges, opts, reduce_range, row)
 
 
-def _build_into(folder: Path, key: str, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet | None,
+def _build_into(folder: Path, key: str, model_path: Path, model_sha: str, ranges: Ranges | None,
                 opts: BuildOptions, reduce_range: bool, row: str) -> BuildResult:
     """Build into ``folder`` (staged: it appears whole or not at all); the caller holds its lock."""
-    quant = opts.quant if opts.precision == "int8" else None
-    numerics = opts.numerics if opts.precision == "int8" else None
-    row_dir = folder.parent.parent
+    int8 = opts.precision == "int8"
     t0 = time.perf_counter()
     with artifacts.staged_dir(folder) as tmp:
-        extra = _precision_into(tmp, model_path, model_sha, spec, calib, opts, reduce_range, row_dir)
-        manifest = {"row": row, "precision": opts.precision, "quant": quant, "backend": "onnxruntime",
-                    "input_model": str(model_path), "input_model_sha256": model_sha,
-                    "settings": _settings(opts, reduce_range),
-                    "versions": artifacts.tool_versions(), "key": key, **extra}
+        if int8:
+            assert ranges is not None
+            extra = _int8_into(tmp, model_path, ranges, opts, reduce_range)
+        else:
+            extra = _fp16_into(tmp, model_path)
+        manifest = {"row": row, "precision": opts.precision, "quant": opts.quant if int8 else None,
+                    "backend": NAME, "input_model": str(model_path), "input_model_sha256": model_sha,
+                    "settings": _settings(opts, reduce_range), "versions": machine.tool_versions(),
+                    "key": key, **extra}
         manifest.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
         manifest["files"] = file_records(tmp)
         artifacts.atomic_write_json(tmp / "manifest.json", manifest)
-    return BuildResult(opts.precision, quant, folder / "model.onnx", folder, manifest, numerics=numerics)
+    return BuildResult(opts.precision, manifest["quant"], folder / "model.onnx", folder, manifest,
+                       numerics=opts.numerics if int8 else None)
+
+
+def _fp16_into(tmp: Path, model_path: Path) -> dict[str, Any]:
+    from vacc_deploy.backends.ort.qdq import convert_fp16
+
+    t0 = time.perf_counter()
+    convert_fp16(model_path, tmp / "model.onnx")
+    return {"timings": {"convert_s": time.perf_counter() - t0}}
+
+
+def _int8_into(tmp: Path, model_path: Path, ranges: Ranges, opts: BuildOptions,
+               reduce_range: bool) -> dict[str, Any]:
+    from vacc_deploy.backends.ort.qdq import quantize_int8
+    from vacc_deploy.calibration.collect import INT8_OP_SETS
+
+    graph = onnx.load(str(model_path), load_external_data=False)
+    names, indices = float_layers_of(graph, opts)
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if opts.emulates_vacc:
+        from vacc_deploy.backends.vacc.emulation import quantize_vacc
+
+        extra["vacc_numerics"] = quantize_vacc(model_path, tmp / "model.onnx", ranges.ranges,
+                                               weight_scale=opts.weight_scale, per_channel=opts.per_channel,
+                                               float_convs=names)
+    else:
+        quantize_int8(model_path, tmp / "model.onnx", ranges.ranges, per_channel=opts.per_channel,
+                      nodes_to_exclude=names + float_activations(graph, names), reduce_range=reduce_range,
+                      op_types=INT8_OP_SETS[opts.int8_ops], activation_bits=opts.activation_bits)
+    _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)
+    artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.ranges.items()})
+    return {"calibration": dict(ranges.info), "float_layers": names, "float_layer_indices": indices, **extra,
+            "timings": {"calibration_s": ranges.info["seconds"], "quantize_s": time.perf_counter() - t0}}
+
+
+def _tag_weight_bits(path: Path, bits: int) -> None:
+    """Record the int8 weight width in the model's metadata (:data:`WEIGHT_BITS_KEY`): sessions
+    use ONNX Runtime's exact int8 kernels only for 8-bit weights (7-bit weights cannot overflow the
+    fast kernels' int16 sums)."""
+    model = onnx.load(str(path))
+    model.metadata_props.add(key=WEIGHT_BITS_KEY, value=str(bits))
+    onnx.save(model, str(path))
 
 
 def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
@@ -323,16 +178,19 @@ def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
     return {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers), "float_edges": opts.float_edges,
             "percentile": opts.percentile, "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
             **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
-            **({"numerics": "vacc", "weight_scale": opts.weight_scale} if opts.numerics == "vacc" else {})}
+            **({"numerics": VACC_NUMERICS, "weight_scale": opts.weight_scale} if opts.emulates_vacc else {})}
 
 
-def _precision_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, calib: CalibSet | None,
-                    opts: BuildOptions, reduce_range: bool, row_dir: Path) -> dict[str, Any]:
-    if opts.precision == "fp16":
-        from vacc_deploy.calibration import convert_fp16
-
-        t0 = time.perf_counter()
-        convert_fp16(model_path, tmp / "model.onnx")
-        return {"timings": {"convert_s": time.perf_counter() - t0}}
-    assert calib is not None
-    return _int8_into(tmp, model_path, model_sha, spec, calib, opts, reduce_range, row_dir)
+def build_onnx(inputs: BuildInputs, backend: str) -> BuiltModel:
+    """The ONNX build of ``inputs`` for ``backend`` (one that runs ONNX files): see
+    :func:`build_onnxruntime`. Raises UsageError without the fp32 export."""
+    exported = inputs.exported
+    if exported is None:
+        raise UsageError(f"row '{inputs.config.name}': an ONNX build needs the fp32 export")
+    opts = inputs.options
+    b = build_onnxruntime(exported.onnx_path, opts, row=inputs.config.name, ranges=inputs.ranges,
+                          workdir=inputs.workdir, force=inputs.force)
+    return BuiltModel(row=inputs.config.name, spec=exported.spec, input_shape=tuple(exported.input_shape),
+                      precision=b.precision, quant=b.quant, numerics=b.numerics, label=exported.weights,
+                      onnx_path=b.model_path, config=inputs.config, backend=backend, folder=b.folder,
+                      manifest=b.manifest, cached=b.cached)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vacc_deploy.artifacts import x86_without_vnni
-from vacc_deploy.backends.base import Backend, BuiltModel, SessionOptions, installed, onnx_model
+from vacc_deploy.machine import x86_without_vnni
+from vacc_deploy.backends.base import BuiltModel, SessionOptions, installed, onnx_model
+from vacc_deploy.backends.onnx_backend import OnnxBackend, int8_8bit_weights  # noqa: F401  (re-exported)
+from vacc_deploy.backends.ort import NAME
 from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec
 
@@ -22,7 +24,7 @@ def session_options(threads: int | None = None, accurate_int8: bool = False):
     """ORT options tuned for these models: full graph optimisation, memory pattern on, sequential
     execution, ``threads`` intra-op threads (default: all cores), no spin-waiting of idle threads.
     ``accurate_int8`` sets ``session.x64quantprecision`` (exact int8 arithmetic on AVX2-only CPUs;
-    see :func:`vacc_deploy.artifacts.x86_without_vnni`).
+    see :func:`vacc_deploy.machine.x86_without_vnni`).
 
     Spinning off: the kernels of these convolutional models run for milliseconds, so waking a
     sleeping thread costs nothing measurable, while spinning threads compete with the working ones
@@ -45,21 +47,6 @@ def session_options(threads: int | None = None, accurate_int8: bool = False):
     return opts
 
 
-WEIGHT_BITS_KEY = "vacc_deploy.int8_weight_bits"
-
-
-def int8_8bit_weights(path: Path) -> bool:
-    """True for an int8 model whose weights use the full 8 bits (those can overflow ORT's fast
-    u8s8 kernels on CPUs without VNNI); False for fp32/fp16 and for 7-bit (reduce_range) builds."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    meta = {p.key: p.value for p in model.metadata_props}
-    if meta.get(WEIGHT_BITS_KEY) == "7":
-        return False
-    return any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in model.graph.node)
-
-
 class OrtSession:
     """A loaded ONNX model on ONNX Runtime's CPU execution provider.
 
@@ -80,7 +67,7 @@ class OrtSession:
                 str(self.path), session_options(threads, accurate), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # ORT raises its own exception types
-            raise BuildError(f"{self.path}: ONNX Runtime cannot load the model ({str(exc)[:200]})") from None
+            raise BuildError(f"{self.path}: ONNX Runtime cannot load the model ({str(exc)[:200]})") from exc
         inp, out = self._sess.get_inputs()[0], self._sess.get_outputs()[0]
         self.input_name, self.output_name = inp.name, out.name
         if not all(isinstance(d, int) for d in inp.shape):
@@ -100,16 +87,15 @@ def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) 
     return OrtSession(onnx_model(built, "ONNX Runtime"), options.threads)
 
 
-class OrtBackend(Backend):
+class OrtBackend(OnnxBackend):
     """ONNX Runtime's CPU execution provider on the fp32/fp16/int8 ONNX builds (the default)."""
 
-    name = "onnxruntime"
+    name = NAME
     short = "ort"
     summary = "ONNX Runtime CPU (fixed-shape ONNX build, tiled)"
-    artifact = "onnx"
 
     def unavailable_reason(self) -> str | None:
-        return None if installed("onnxruntime") else "onnxruntime is not installed"
+        return None if installed(NAME) else f"{NAME} is not installed"
 
     def open(self, built: BuiltModel, options: SessionOptions = SessionOptions()) -> OrtSession:
         return open_session(built, options)

@@ -1,0 +1,100 @@
+"""The stages, one function each: it takes the artifacts of the stages before it and returns its own
+(each cached on disk by the stage's module). :class:`Upstream` bundles what every build of one
+command shares, made once by :func:`vacc_deploy.pipeline.prepare`. Torch-free unless an export
+must actually run.
+
+Order: weights (resolved and hashed once) -> export (fixed-shape fp32 ONNX) -> calibration set ->
+ranges (per calibration method) -> build (the backend's) -> session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from vacc_deploy import artifacts
+from vacc_deploy.backends import BuildInputs, BuildOptions, BuiltModel, SessionOptions, get_backend, open_session
+from vacc_deploy.calibration.dataset import CalibSet, make_calibration_set
+from vacc_deploy.calibration.ranges import Ranges, calibration_ranges
+from vacc_deploy.config import RowConfig
+from vacc_deploy.errors import UsageError
+from vacc_deploy.evaluation.upscaler import Upscaler
+from vacc_deploy.export import ExportResult, export_row
+from vacc_deploy.pipeline.requests import CalibRequest, ModelRequest
+from vacc_deploy.types import DEFAULT_OVERLAP
+from vacc_deploy.weights import WeightsRef, weights_identity
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The artifacts every build of one command shares: the row, its resolved weights, the fp32
+    export and (when int8 is asked for and images were given) the calibration set."""
+
+    config: RowConfig
+    weights: WeightsRef
+    exported: ExportResult
+    calib: CalibSet | None
+    workdir: Path | None = None
+
+
+def weights_stage(config: RowConfig, weights: str | Path | None) -> WeightsRef:
+    """The row's weights, resolved (official / house / synthetic / a file) and hashed."""
+    return weights_identity(config, weights)
+
+
+def export_stage(config: RowConfig, weights: WeightsRef, req: ModelRequest, workdir: Path | None,
+                 force: bool = False) -> ExportResult:
+    """The fixed-shape fp32 ONNX model (cached)."""
+    return export_row(config, weights, req.shape, req.opset, workdir, force)
+
+
+def calib_stage(config: RowConfig, exported: ExportResult, calib: CalibRequest, workdir: Path | None,
+                force: bool = False) -> CalibSet | None:
+    """The calibration set of the export's input size (cached; ``force``: made again), or None when
+    no calibration images were given."""
+    if calib.images is None:
+        return None
+    return make_calibration_set(config.name, exported.spec, calib.images, tuple(exported.input_shape), num=calib.num,
+                                seed=calib.seed, mode=calib.mode, degrade=calib.degrade, workdir=workdir, force=force)
+
+
+def ranges_stage(up: Upstream, opts: BuildOptions) -> Ranges:
+    """Activation ranges of the export over the calibration set with ``opts.quant`` (cached).
+    Raises UsageError (option ``calib_images``) without a calibration set."""
+    if up.calib is None or opts.quant is None:
+        raise UsageError("an int8 build needs calibration images (none given)", option="calib_images")
+    return calibration_ranges(up.exported.onnx_path, up.calib, up.exported.spec, opts.quant, opts.percentile,
+                              artifacts.row_workdir(up.config.name, up.workdir))
+
+
+def with_seed_method(config: RowConfig, opts: BuildOptions) -> BuildOptions:
+    """``opts`` with the row's seed calibration method filled in for an int8 build that names none."""
+    if opts.precision == "int8" and opts.quant is None:
+        return dataclasses.replace(opts, quant=config.quant.method)
+    return opts
+
+
+def build_stage(up: Upstream, req: ModelRequest) -> BuiltModel:
+    """The artifact ``req.backend`` builds from ``up`` with ``req.build`` (a ``target_drop`` must
+    have been resolved into options before: :func:`vacc_deploy.pipeline.build_model`). The ranges
+    stage runs first for an int8 build of a backend that takes ranges. Raises UsageError for a
+    precision the backend does not run, or an int8 build without calibration images."""
+    backend = get_backend(req.backend)
+    opts = with_seed_method(up.config, dataclasses.replace(req.build, target_drop=None, max_float_layers=None))
+    if opts.precision not in backend.precisions:
+        raise UsageError(f"backend {backend.name} runs {', '.join(backend.precisions)} only "
+                         f"(got {opts.precision})", option="precision")
+    int8 = opts.precision == "int8"
+    if int8 and up.calib is None:
+        raise UsageError("an int8 build needs calibration images (none given)", option="calib_images")
+    ranges = ranges_stage(up, opts) if int8 and backend.calibration == "ranges" else None
+    return backend.build(BuildInputs(config=up.config, weights=up.weights, options=opts, exported=up.exported,
+                                     calib=up.calib if int8 else None, ranges=ranges, workdir=up.workdir,
+                                     force=req.force))
+
+
+def open_upscaler(built: BuiltModel, backend: str, options: SessionOptions = SessionOptions(),
+                  overlap: int = DEFAULT_OVERLAP) -> Upscaler:
+    """A session of ``backend`` on ``built``, wrapped with the row's pre/post-processing and tiling."""
+    return Upscaler(open_session(backend, built, options), built.spec, overlap)
