@@ -26,7 +26,7 @@ import onnx
 import onnxruntime as ort
 
 from vacc_deploy.backends.ort.session import session_options
-from vacc_deploy.backends.layers import float_activations
+from vacc_deploy.backends.ort.layers import float_activations
 from vacc_deploy.calibration import INT8_OP_SETS, quantize_int8
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from vacc_deploy.cli import main
-from vacc_deploy.backends.vacc import emulation as vacc_numerics
+from vacc_deploy.backends.ort import vacc_numerics
 
 if __name__ == "__main__":
     vacc_numerics._PASS_THROUGH.add("DepthToSpace")

@@ -11,7 +11,7 @@ import pytest
 
 from vacc_deploy.backends.ort.session import OrtSession
 from vacc_deploy.backends import BuildOptions
-from vacc_deploy.backends.layers import conv_nodes
+from vacc_deploy.backends.ort.layers import conv_nodes
 from vacc_deploy.backends.ort.build import build_onnxruntime
 from vacc_deploy.calibration.ranges import calibration_ranges
 from vacc_deploy.calibration.dataset import make_calibration_set
@@ -155,3 +155,17 @@ def test_weight_width_decides_the_int8_kernels(env) -> None:
     assert int8_8bit_weights(eight.model_path) and not int8_8bit_weights(seven.model_path)
     assert not int8_8bit_weights(env[2].onnx_path)  # the fp32 export
     assert seven.manifest["settings"]["reduce_range"] is True
+
+
+def test_vacc_emulation_never_asks_for_the_exact_int8_kernels(env) -> None:
+    """The emulation's convs run in float on dequantized int8 values; ONNX Runtime's exact int8 mode
+    (session.x64quantprecision, used on x86 without VNNI) also fails to load its symmetric int8
+    activations (QDQS8ToU8Transformer: "Attempt to replace the existing tensor"), so the build
+    records its numerics and sessions leave that mode off for it."""
+    from vacc_deploy.backends.ort.session import int8_8bit_weights
+
+    vacc = _build(env, precision="int8", quant="max", numerics="vacc")
+    ort_build = _build(env, precision="int8", quant="max")
+    assert not int8_8bit_weights(vacc.model_path) and int8_8bit_weights(ort_build.model_path)
+    out = OrtSession(vacc.model_path).run(np.zeros(SHAPE, np.float32))
+    assert out.shape == (1, 3, 64, 64) and np.isfinite(out).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vacc_deploy.backends import BuildOptions
-from vacc_deploy.backends.options import precision_label
+from vacc_deploy.backends.ort.options import precision_label
 from vacc_deploy.backends.ort import NUMERICS
 from vacc_deploy.report.plots import result_label
 from vacc_deploy.report.sections import model_label

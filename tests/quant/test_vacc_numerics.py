@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from vacc_deploy.errors import UsageError
-from vacc_deploy.backends.vacc.emulation import (
+from vacc_deploy.backends.ort.vacc_numerics import (
     emulate, quantize_vacc, quantize_weight, tvm_conv_order, weight_threshold,
 )
 

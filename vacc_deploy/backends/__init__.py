@@ -10,8 +10,8 @@ all come from it. Adding a backend = one module + one line here. ``"auto"`` is r
 from __future__ import annotations
 
 from vacc_deploy.backends.base import Artifact, Backend, BuildInputs, BuiltModel, Session, SessionOptions
-from vacc_deploy.backends.onnx_backend import OnnxBackend
-from vacc_deploy.backends.options import BuildOptions
+from vacc_deploy.backends.ort.onnx_backend import OnnxBackend
+from vacc_deploy.backends.ort.options import BuildOptions
 from vacc_deploy.backends.openvino import OpenVinoBackend
 from vacc_deploy.backends.ort.session import OrtBackend
 from vacc_deploy.backends.pytorch import TorchBackend

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from vacc_deploy.backends.options import BuildOptions
 from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import ModelSpec
 from vacc_deploy.types import PRECISIONS, Precision
 
 if TYPE_CHECKING:  # annotations only: the backends take these artifacts from the earlier stages
+    from vacc_deploy.backends.ort.options import BuildOptions
     from vacc_deploy.calibration.dataset import CalibSet
     from vacc_deploy.calibration.ranges import Ranges
     from vacc_deploy.config import RowConfig

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vacc_deploy.backends.base import BuiltModel, SessionOptions, installed, onnx_model
-from vacc_deploy.backends.onnx_backend import OnnxBackend, int8_8bit_weights
+from vacc_deploy.backends.ort.onnx_backend import OnnxBackend, int8_8bit_weights
 from vacc_deploy.machine import x86_without_vnni
 from vacc_deploy.errors import BackendUnavailable, BuildError
 

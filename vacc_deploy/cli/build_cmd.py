@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_onnx(config, built, backend: str) -> None:
-    from vacc_deploy.backends.options import precision_label
+    from vacc_deploy.backends.ort.options import precision_label
 
     state = "reused (inputs unchanged)" if built.cached else "built"
     label = precision_label(built.precision, built.numerics)

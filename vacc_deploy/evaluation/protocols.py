@@ -50,7 +50,7 @@ class Candidate:
     @property
     def label(self) -> str:
         """``fp32``, ``int8 (onnxruntime)``, ``int8 (vacc, emulated)``, ..."""
-        from vacc_deploy.backends.options import precision_label
+        from vacc_deploy.backends.ort.options import precision_label
 
         return precision_label(self.precision, self.numerics)
 

@@ -39,8 +39,8 @@ import numpy as np
 
 from vacc_deploy import artifacts, machine
 from vacc_deploy.backends import AUTO, DEFAULT_BACKEND, BuildOptions, SessionOptions
-from vacc_deploy.backends.layers import edge_convs, float_layers
-from vacc_deploy.backends.options import resolve_reduce_range
+from vacc_deploy.backends.ort.layers import edge_convs, float_layers
+from vacc_deploy.backends.ort.options import resolve_reduce_range
 from vacc_deploy.backends.ort import DEFAULT_NUMERICS, VACC_NUMERICS
 from vacc_deploy.backends.ort.build import BUILD_FORMAT
 from vacc_deploy.backends.vacc import NAME as VACC

@@ -3,7 +3,7 @@ conversion, int8 QDQ from calibration ranges, the VACC numerics emulation) and t
 (:mod:`.qdq`). Importing this package imports neither onnxruntime nor the build code.
 
 ONNX Runtime computes every int8 build this package makes, in one of two arithmetics: its own QDQ
-scheme, or the VACC card's as emulated from TVM's quantizer (:mod:`vacc_deploy.backends.vacc.emulation`).
+scheme, or the VACC card's as emulated from TVM's quantizer (:mod:`vacc_deploy.backends.ort.vacc_numerics`).
 :data:`Numerics` names them; it is declared here, by the backend that runs both.
 """
 
@@ -23,3 +23,5 @@ VACC_NUMERICS: Numerics = "vacc"
 #: Model metadata key of an int8 build's weight width (7 or 8 bits): sessions use ONNX Runtime's
 #: exact int8 kernels only for 8-bit weights (:mod:`.session`).
 WEIGHT_BITS_KEY = "vacc_deploy.int8_weight_bits"
+#: Model metadata key of an int8 build's numerics (:data:`Numerics`).
+NUMERICS_KEY = "vacc_deploy.int8_numerics"

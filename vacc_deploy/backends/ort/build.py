@@ -21,15 +21,15 @@ import onnx
 from vacc_deploy import artifacts, machine
 from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 from vacc_deploy.backends.base import BuildInputs, BuiltModel
-from vacc_deploy.backends.layers import float_activations, float_layers_of
-from vacc_deploy.backends.ort import NAME, NUMERICS, VACC_NUMERICS, WEIGHT_BITS_KEY
-from vacc_deploy.backends.options import BuildOptions, resolve_reduce_range
+from vacc_deploy.backends.ort.layers import float_activations, float_layers_of
+from vacc_deploy.backends.ort import NAME, NUMERICS, NUMERICS_KEY, VACC_NUMERICS, WEIGHT_BITS_KEY
+from vacc_deploy.backends.ort.options import BuildOptions, resolve_reduce_range
 from vacc_deploy.calibration.ranges import Ranges
 from vacc_deploy.errors import UsageError
 from vacc_deploy.types import INT8_OPS, PRECISIONS
 
 BUILD_FORMAT = 6
-VACC_FORMAT = 1  # bump when the vacc numerics emulation changes
+VACC_FORMAT = 2  # bump when the vacc numerics emulation changes (2: numerics in the model's metadata)
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
@@ -147,7 +147,7 @@ def _int8_into(tmp: Path, model_path: Path, ranges: Ranges, opts: BuildOptions,
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if opts.emulates_vacc:
-        from vacc_deploy.backends.vacc.emulation import quantize_vacc
+        from vacc_deploy.backends.ort.vacc_numerics import quantize_vacc
 
         extra["vacc_numerics"] = quantize_vacc(model_path, tmp / "model.onnx", ranges.ranges,
                                                weight_scale=opts.weight_scale, per_channel=opts.per_channel,
@@ -156,18 +156,20 @@ def _int8_into(tmp: Path, model_path: Path, ranges: Ranges, opts: BuildOptions,
         quantize_int8(model_path, tmp / "model.onnx", ranges.ranges, per_channel=opts.per_channel,
                       nodes_to_exclude=names + float_activations(graph, names), reduce_range=reduce_range,
                       op_types=INT8_OP_SETS[opts.int8_ops], activation_bits=opts.activation_bits)
-    _tag_weight_bits(tmp / "model.onnx", 7 if reduce_range else 8)
+    _tag(tmp / "model.onnx", 7 if reduce_range else 8, opts.numerics)
     artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.ranges.items()})
     return {"calibration": dict(ranges.info), "float_layers": names, "float_layer_indices": indices, **extra,
             "timings": {"calibration_s": ranges.info["seconds"], "quantize_s": time.perf_counter() - t0}}
 
 
-def _tag_weight_bits(path: Path, bits: int) -> None:
-    """Record the int8 weight width in the model's metadata (:data:`WEIGHT_BITS_KEY`): sessions
-    use ONNX Runtime's exact int8 kernels only for 8-bit weights (7-bit weights cannot overflow the
-    fast kernels' int16 sums)."""
+def _tag(path: Path, bits: int, numerics: str) -> None:
+    """Record the int8 weight width (:data:`WEIGHT_BITS_KEY`) and numerics (:data:`NUMERICS_KEY`)
+    in the model's metadata: sessions use ONNX Runtime's exact int8 kernels only for 8-bit weights
+    of ONNX Runtime's own scheme (7-bit weights cannot overflow the fast kernels' int16 sums; the
+    vacc emulation's convolutions run in float on dequantized int8 values)."""
     model = onnx.load(str(path))
     model.metadata_props.add(key=WEIGHT_BITS_KEY, value=str(bits))
+    model.metadata_props.add(key=NUMERICS_KEY, value=numerics)
     onnx.save(model, str(path))
 
 

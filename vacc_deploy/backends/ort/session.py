@@ -14,7 +14,7 @@ import numpy as np
 
 from vacc_deploy.machine import x86_without_vnni
 from vacc_deploy.backends.base import BuiltModel, SessionOptions, installed, onnx_model
-from vacc_deploy.backends.onnx_backend import OnnxBackend, int8_8bit_weights  # noqa: F401  (re-exported)
+from vacc_deploy.backends.ort.onnx_backend import OnnxBackend, int8_8bit_weights  # noqa: F401  (re-exported)
 from vacc_deploy.backends.ort import NAME
 from vacc_deploy.errors import BuildError
 from vacc_deploy.spec import SPEC_METADATA_KEY, ModelSpec

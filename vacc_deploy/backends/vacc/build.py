@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vacc_deploy import artifacts
 from vacc_deploy.backends.base import BuildInputs, BuiltModel
-from vacc_deploy.backends.layers import float_layers
+from vacc_deploy.backends.ort.layers import float_layers
 from vacc_deploy.backends.vacc import NAME
 from vacc_deploy.backends.vacc.compile import compile_vamc, find_model_prefix, vamc_found
 from vacc_deploy.backends.vacc.files import PRECISIONS, write_vamc_files

@@ -27,10 +27,11 @@ import yaml
 from vacc_deploy.artifacts import atomic_write_text
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
-from vacc_deploy.backends.vacc.emulation import DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
+from vacc_deploy.types import CALIB_METHODS, DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
 from vacc_deploy.spec import ModelSpec
 
-VAMC_QUANT_MODES = ("percentile", "kl_divergence", "max", "mse")
+#: vamc's ``calibrate_mode`` values: the package's calibration methods, passed by name.
+VAMC_QUANT_MODES = CALIB_METHODS
 PRECISIONS = ("int8", "fp16")
 YAML_NAME = "vamc_build.yaml"
 VDSP_NAME = "vdsp_params.json"

@@ -29,7 +29,7 @@ class BuildOptions:
     """How to build: precision; for int8 the calibration method (None: the row's seed method,
     filled in by the pipeline), per-channel weights, layers kept in float (Conv node names or
     0-based Conv indices), whether the edge convs (those that read the image and write the output,
-    see :func:`vacc_deploy.backends.layers.edge_convs`) stay float, the percentile of ``percentile``
+    see :func:`vacc_deploy.backends.ort.layers.edge_convs`) stay float, the percentile of ``percentile``
     calibration, 7-bit weights (``reduce_range``; ``auto`` = on for x86-64 CPUs without VNNI. Off by
     default: sessions on such CPUs use ORT's exact int8 kernels instead, see
     :func:`vacc_deploy.machine.x86_without_vnni`), and which op types are quantized (``int8_ops``, a

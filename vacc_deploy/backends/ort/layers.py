@@ -7,14 +7,39 @@ from pathlib import Path
 
 import onnx
 
-from vacc_deploy.backends.options import BuildOptions
-from vacc_deploy.backends.vacc.emulation import tvm_conv_order
+from vacc_deploy.backends.ort.options import BuildOptions
 from vacc_deploy.errors import UsageError
+
+
+def tvm_conv_order(model: onnx.ModelProto) -> list[str]:
+    """Conv node names in the order TVM's annotate pass counts them for ``skip_conv_layers``
+    (``quantize.py`` ``QuantizeContext.check_to_skip``, called from a post-order rewrite of the
+    expression): depth-first from the graph outputs, inputs in argument order, a node after its
+    inputs. For a chain this is graph order; branches are visited first-argument first."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    seen: set[int] = set()
+    order: list[str] = []
+    stack: list[tuple[onnx.NodeProto, int]] = []
+    for out in model.graph.output:
+        if out.name in producer and id(producer[out.name]) not in seen:
+            stack.append((producer[out.name], 0))
+            seen.add(id(producer[out.name]))
+        while stack:
+            node, i = stack.pop()
+            if i < len(node.input):
+                stack.append((node, i + 1))
+                child = producer.get(node.input[i])
+                if child is not None and id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, 0))
+            elif node.op_type == "Conv":
+                order.append(node.name)
+    return order
 
 
 def conv_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the Conv nodes in the order TVM's quantizer counts them (index i = vamc
-    ``skip_conv_layers`` index i; :func:`~vacc_deploy.backends.vacc.emulation.tvm_conv_order`: graph
+    ``skip_conv_layers`` index i; :func:`tvm_conv_order`: graph
     order for a chain), then any Conv no graph output depends on, in graph order."""
     order = tvm_conv_order(model)
     return order + [n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in order]

@@ -31,18 +31,18 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from vacc_deploy.backends.ort.layers import tvm_conv_order
+from vacc_deploy.types import DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES, WeightScale  # noqa: F401  (re-exported)
 from vacc_deploy.errors import BuildError, UsageError
 
-WeightScale = Literal["max", "power2"]
-WEIGHT_SCALES: tuple[str, ...] = get_args(WeightScale)
-#: TVM's ``qconfig`` default (``quantize.py`` ``_node_defaults``), used when a build names none.
-DEFAULT_WEIGHT_SCALE: WeightScale = "power2"
+# WeightScale, WEIGHT_SCALES, DEFAULT_WEIGHT_SCALE (TVM's ``qconfig`` default, ``quantize.py``
+# ``_node_defaults``): vacc_deploy.types, the package's one vocabulary.
 #: ``valid_range = 2 ** (nbit - sign)`` for 8-bit signed values (``_calibrate.py`` ``_set_params``).
 VALID_RANGE = 128.0
 #: Quantized values are clipped to ``[-(VALID_RANGE - 1), VALID_RANGE - 1]``.
@@ -83,32 +83,6 @@ def quantize_weight(w: np.ndarray, mode: str, per_channel: bool) -> tuple[np.nda
     scale = (weight_threshold(w, mode, per_channel) / VALID_RANGE).astype(np.float32)
     shape = (-1,) + (1,) * (w.ndim - 1) if scale.ndim else ()
     return quantize_values(w, scale.reshape(shape)), scale
-
-
-def tvm_conv_order(model: onnx.ModelProto) -> list[str]:
-    """Conv node names in the order TVM's annotate pass counts them for ``skip_conv_layers``
-    (``quantize.py`` ``QuantizeContext.check_to_skip``, called from a post-order rewrite of the
-    expression): depth-first from the graph outputs, inputs in argument order, a node after its
-    inputs. For a chain this is graph order; branches are visited first-argument first."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    seen: set[int] = set()
-    order: list[str] = []
-    stack: list[tuple[onnx.NodeProto, int]] = []
-    for out in model.graph.output:
-        if out.name in producer and id(producer[out.name]) not in seen:
-            stack.append((producer[out.name], 0))
-            seen.add(id(producer[out.name]))
-        while stack:
-            node, i = stack.pop()
-            if i < len(node.input):
-                stack.append((node, i + 1))
-                child = producer.get(node.input[i])
-                if child is not None and id(child) not in seen:
-                    seen.add(id(child))
-                    stack.append((child, 0))
-            elif node.op_type == "Conv":
-                order.append(node.name)
-    return order
 
 
 @dataclass
