@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"train.py: error: --{'.'.join(map(str, first['loc']))}: {first['msg']}\n")
         return 2
     except VaccError as exc:
-        sys.stderr.write(f"train.py: error: {exc}\n")
+        flag = f"--{exc.option.replace('_', '-')}: " if exc.option else ""
+        sys.stderr.write(f"train.py: error: {flag}{exc}\n")
         return exc.exit_code
     print(f"{opts.row}: {result.step} steps, {result.elapsed_s / 60:.1f} min; checkpoint {result.checkpoint}")
     return 0

@@ -183,10 +183,10 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     """Parse ``1x3xHxW`` into a tuple. Raises UsageError on anything else."""
     m = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)x(\d+)\s*", text)
     if not m:
-        raise UsageError(f"--shape '{text}': expected NxCxHxW, e.g. 1x3x128x128")
+        raise UsageError(f"'{text}': expected NxCxHxW, e.g. 1x3x128x128", option="shape")
     shape = tuple(int(g) for g in m.groups())
     if shape[0] != 1 or shape[1] != 3:
-        raise UsageError(f"--shape '{text}': batch must be 1 and channels 3")
+        raise UsageError(f"'{text}': batch must be 1 and channels 3", option="shape")
     if shape[2] <= 0 or shape[3] <= 0:
-        raise UsageError(f"--shape '{text}': H and W must be positive")
+        raise UsageError(f"'{text}': H and W must be positive", option="shape")
     return shape  # type: ignore[return-value]

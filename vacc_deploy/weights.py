@@ -61,7 +61,7 @@ def _search_dirs() -> list[Path]:
 def _where_to_put(official: OfficialWeights) -> str:
     env = os.environ.get("VACC_DEPLOY_WEIGHTS")
     target = f"$VACC_DEPLOY_WEIGHTS ({env})" if env else f"{cache_dir()} or a folder named by $VACC_DEPLOY_WEIGHTS"
-    return f"put {official.file} in {target}, or pass --weights PATH"
+    return f"put {official.file} in {target}, or give the checkpoint file's path as the weights"
 
 
 HOUSE_LABEL = "house weights (not the official checkpoint)"
@@ -75,7 +75,8 @@ def house_path(config: RowConfig) -> Path:
     """
     house = config.weights.house
     if house is None:
-        raise WeightsError(f"row '{config.name}' has no house weights; use --weights synthetic or --weights PATH")
+        raise WeightsError(f"row '{config.name}' has no house weights; choose synthetic weights or a checkpoint file",
+                           option="weights")
     path = HOUSE_DIR / house.file
     if not path.is_file():
         raise WeightsError(f"row '{config.name}': house weights {path} not found (incomplete checkout?)")
@@ -103,9 +104,9 @@ def resolve_with_kind(config: RowConfig, weights: str | Path | None = None, *, d
     if text not in (None, "official"):
         path = Path(text).expanduser()
         if path.is_dir():
-            raise WeightsError(f"--weights {weights}: is a directory, not a checkpoint file")
+            raise WeightsError(f"{weights}: is a directory, not a checkpoint file", option="weights")
         if not path.is_file():
-            raise WeightsError(f"--weights {weights}: file not found")
+            raise WeightsError(f"{weights}: file not found", option="weights")
         return path, "file"
     try:
         return _official(config, download), "official"
@@ -158,8 +159,8 @@ def _official(config: RowConfig, download: bool) -> Path:
     official = config.weights.official
     if official is None:
         raise WeightsError(
-            f"row '{config.name}' has no official checkpoint; use --weights synthetic or --weights PATH"
-        )
+            f"row '{config.name}' has no official checkpoint; choose synthetic weights or a checkpoint file",
+            option="weights")
     for folder in _search_dirs():
         candidate = folder / official.file
         if candidate.is_file():
@@ -195,7 +196,7 @@ def download_file(url: str, dest: Path, sha256: str, *, timeout: float = 60.0, h
         return dest
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise WeightsError(f"cannot download {url} ({reason}); {hint or 'check the network'}") from None
+        raise WeightsError(f"cannot download {url} ({reason}); {hint or 'check the network'}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -58,7 +58,7 @@ def latency_stats(times_ms: list[float]) -> dict[str, Any]:
     """
     t = np.asarray(times_ms, dtype=np.float64)
     if t.size == 0:
-        raise UsageError("no timed iterations (--iters must be >= 1)")
+        raise UsageError("no timed iterations (at least 1 is needed)", option="iters")
     p25, p50, p75, p90 = np.percentile(t, [25, 50, 75, 90])
     return {
         "latency_ms": {"p50": float(p50), "p90": float(p90), "mean": float(t.mean()), "min": float(t.min()),
@@ -99,7 +99,7 @@ def measure(session: Session, x: np.ndarray, iters: int = 20, warmup: int = 3) -
     and ``peak_rss_mb`` (this process's peak so far, see the module docstring).
     """
     if iters < 1 or warmup < 0:
-        raise UsageError(f"--iters must be >= 1 and --warmup >= 0 (got {iters}, {warmup})")
+        raise UsageError(f"timed runs must be >= 1 and warm-up runs >= 0 (got {iters}, {warmup})", option="iters")
     first_ms, out = _timed(lambda: session.run(x))
     for _ in range(warmup):
         session.run(x)

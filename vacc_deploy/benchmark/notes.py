@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vacc_deploy.backends.ort import NAME as ORT
+
 #: A build counts as "not faster" when its median latency is above this fraction of fp32's.
 NOT_FASTER = 0.95
 _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -47,7 +49,7 @@ def _int8_note(r: dict[str, Any], p50: float, fp32: float, machine: dict[str, An
 def speed_notes(doc: dict[str, Any] | None) -> list[str]:
     """Sentences for the ONNX Runtime int8/fp16 results of ``doc`` that are not faster than its
     fp32 result (none when there is no fp32 result to compare with)."""
-    results = [r for r in (doc or {}).get("results") or [] if r.get("backend") == "onnxruntime"]
+    results = [r for r in (doc or {}).get("results") or [] if r.get("backend") == ORT]
     fp32 = next((_p50(r) for r in results if r.get("precision") == "fp32"), None)
     if not fp32:
         return []

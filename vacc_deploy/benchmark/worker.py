@@ -70,7 +70,7 @@ def end_to_end_images(path: Path, scale: int) -> list[Path]:
             lr = []
         if lr:
             return lr
-    return images_at(path, "--image")
+    return images_at(path, "image")
 
 
 def measure_job(job: BenchJob) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
     """
     if mode not in MODES or degrade not in DEGRADATIONS or num < 1:
         raise UsageError(f"calibration: mode must be one of {MODES}, degrade one of {DEGRADATIONS}, num >= 1")
-    paths = images_at(images, "--calib-images")
+    paths = images_at(images, "calib_images")
     hw = (int(shape[2]), int(shape[3]))
     if mode == "resize" and len(paths) < num:
         log.warning("only %d images in %s for --num %d: using all of them", len(paths), images, num)
@@ -174,8 +174,9 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
         with artifacts.staged_dir(folder) as tmp:
             samples, skipped = _fill(tmp, paths, num, mode, hw, seed, degrade, spec.scale)
             if not samples:
-                raise DatasetError(f"--calib-images {images}: none of the {len(paths)} images could be used "
-                                   f"(unreadable, or smaller than half the {hw[0]}x{hw[1]} input)")
+                raise DatasetError(f"{images}: none of the {len(paths)} images could be used "
+                                   f"(unreadable, or smaller than half the {hw[0]}x{hw[1]} input)",
+                                   option="calib_images")
             manifest = {"row": row, "mode": mode, "shape": list(shape), "num": len(samples), "seed": seed,
                         "degrade": degrade, "images": str(images), "sources": digests, "samples": samples,
                         "skipped": skipped, "n_skipped": len(skipped), "sha256": _folder_hash(tmp), "key": key,

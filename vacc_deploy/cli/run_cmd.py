@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from vacc_deploy.evaluation.upscaler import upscale_image
 
     config = load_row(args.row)
-    files = images_at(args.input, "--input")
+    files = images_at(args.input, "input")
     upscaler, built = upscaler_from_args(config, args)
     print(f"{config.name}: {args.backend}, weights {built.label}", file=sys.stderr)
     failures: list[str] = []

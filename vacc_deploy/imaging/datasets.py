@@ -46,20 +46,20 @@ def list_images(folder: str | Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_EXTS)
 
 
-def images_at(path: str | Path, what: str) -> list[Path]:
+def images_at(path: str | Path, option: str) -> list[Path]:
     """The images a user pointed at: ``path`` itself when it is a file, else the folder's images.
 
-    Raises DatasetError naming the option (``what``, e.g. ``--input``) when the path does not exist
-    or the folder holds no images.
+    Raises DatasetError carrying ``option`` (the request field that named the path, e.g.
+    ``"input"``) when the path does not exist or the folder holds no images.
     """
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.exists():
-        raise DatasetError(f"{what} {path}: no such file or folder")
+        raise DatasetError(f"{path}: no such file or folder", option=option)
     images = list_images(path)
     if not images:
-        raise DatasetError(f"{what} {path}: no images in this folder")
+        raise DatasetError(f"{path}: no images in this folder", option=option)
     return images
 
 

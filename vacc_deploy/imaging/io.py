@@ -52,13 +52,13 @@ def _decode(path: Path) -> np.ndarray:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
-        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from exc
     if data.size == 0:
         raise ImageError(f"cannot read image {path}: file is empty")
     try:
         arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV decodes
-        raise ImageError(f"cannot decode image {path}: {_cv_reason(exc)}") from None
+        raise ImageError(f"cannot decode image {path}: {_cv_reason(exc)}") from exc
     if arr is None or arr.size == 0:
         raise ImageError(f"cannot decode image {path}: not a valid or supported image file")
     return arr
@@ -182,7 +182,7 @@ def write_image(path: str | os.PathLike[str], rgb_uint: np.ndarray,
     try:
         ok, buf = cv2.imencode(path.suffix or ".png", arr)
     except cv2.error as exc:
-        raise ImageError(f"cannot encode image {path}: {str(exc).strip().splitlines()[-1]}") from None
+        raise ImageError(f"cannot encode image {path}: {str(exc).strip().splitlines()[-1]}") from exc
     if not ok:
         raise ImageError(f"cannot encode image {path} as {path.suffix or '.png'}")
     _atomic_write(path, buf.tobytes())

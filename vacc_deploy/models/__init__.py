@@ -48,11 +48,11 @@ def family_of(config: RowConfig) -> ModuleType:
     """The family module of a row. Raises ConfigError for an unknown ``arch``."""
     try:
         return FAMILIES[config.arch]
-    except KeyError:
+    except KeyError as exc:
         raise ConfigError(
             f"row '{config.name}': key 'arch': unknown architecture '{config.arch}' "
             f"(known: {', '.join(sorted(FAMILIES))})"
-        ) from None
+        ) from exc
 
 
 def row_params(config: RowConfig) -> Any:
@@ -65,7 +65,7 @@ def row_params(config: RowConfig) -> Any:
         loc = ".".join(str(p) for p in first["loc"])
         key = f"params.{loc}" if loc else "params"  # model-level validators give an empty loc
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(f"row '{config.name}': key '{key}': {msg}") from None
+        raise ConfigError(f"row '{config.name}': key '{key}': {msg}") from exc
 
 
 def row_spec(config: RowConfig) -> ModelSpec:
@@ -88,7 +88,7 @@ def load_checkpoint(path: Path, config: RowConfig) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise WeightsError(f"{path}: cannot load checkpoint: {_unloadable_reason(exc)}") from None
+        raise WeightsError(f"{path}: cannot load checkpoint: {_unloadable_reason(exc)}") from exc
     fmt = config.weights.official.format if config.weights.official else "state_dict"
     return family_of(config).convert_checkpoint(obj, fmt)
 
@@ -112,7 +112,7 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: cannot load safetensors ({str(exc)[:200]})") from None
+        raise WeightsError(f"{path}: cannot load safetensors ({str(exc)[:200]})") from exc
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
 
@@ -122,7 +122,7 @@ def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], ori
         torch.nn.Module.load_state_dict(module, dict(state), strict=True)
     except RuntimeError as exc:
         text = " ".join(str(exc).split())
-        raise WeightsError(f"{origin}: does not match the architecture: {text[:300]}") from None
+        raise WeightsError(f"{origin}: does not match the architecture: {text[:300]}") from exc
 
 
 def create_model(

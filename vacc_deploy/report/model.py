@@ -153,7 +153,7 @@ class ReportData:
         try:
             raw = read_json(path)
         except ValueError as exc:
-            raise UsageError(f"{path}: not valid JSON ({exc})") from None
+            raise UsageError(f"{path}: not valid JSON ({exc})") from exc
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: expected a JSON object")
         data = cls.from_dict(raw)

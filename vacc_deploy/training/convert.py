@@ -46,5 +46,5 @@ def edsr_to_basicsr(state: Mapping[str, torch.Tensor], n_resblocks: int, rgb_ran
                     out[f"upsample.{k}.{part}"] = state[f"tail.0.{k}.{part}"]
             out[f"conv_last.{part}"] = state[f"tail.1.{part}"]
     except KeyError as exc:
-        raise WeightsError(f"EDSR-PyTorch state dict lacks {exc}") from None
+        raise WeightsError(f"EDSR-PyTorch state dict lacks {exc}") from exc
     return out

@@ -44,7 +44,7 @@ def image_files(folders: list[Path]) -> list[Path]:
     for folder in folders:
         files.extend(list_images(folder))
     if not files:
-        raise DatasetError(f"--images {', '.join(map(str, folders))}: no images found")
+        raise DatasetError(f"{', '.join(map(str, folders))}: no images found", option="images")
     return files
 
 
@@ -93,9 +93,9 @@ class PatchSampler:
     def __post_init__(self) -> None:
         s, hr_side = self.spec.scale, self.patch * self.spec.scale
         if self.degrade == "blur" and s != 1:
-            raise DatasetError(f"--degrade blur is for scale-1 rows (this row has scale {s})")
+            raise DatasetError(f"blur is for scale-1 rows (this row has scale {s})", option="degrade")
         if self.degrade != "blur" and s == 1:
-            raise DatasetError("a scale-1 row trains with --degrade blur")
+            raise DatasetError("a scale-1 row trains with blur degradation", option="degrade")
         need = hr_side + (2 * _BLUR_MARGIN if self.degrade == "blur" else 0)
         self.hr: list[np.ndarray] = []
         self.lr: list[np.ndarray | None] = []
@@ -106,7 +106,7 @@ class PatchSampler:
             self.hr.append(hr)
             self.lr.append(bicubic_downsample_uint8(hr, s) if self.degrade == "bicubic" else None)
         if not self.hr:
-            raise DatasetError(f"no training image is at least {need}x{need} px (--patch {self.patch})")
+            raise DatasetError(f"no training image is at least {need}x{need} px (patch {self.patch})", option="patch")
 
     def _pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One (LR, HR) float32 RGB pair in [0, 1], augmented."""

@@ -55,7 +55,7 @@ def load_state(path: Path, row: str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # corrupt or truncated file
-        raise WeightsError(f"{path}: cannot read training state ({str(exc)[:200]})") from None
+        raise WeightsError(f"{path}: cannot read training state ({str(exc)[:200]})") from exc
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise WeightsError(f"{path}: not a training state of format {STATE_FORMAT}")
     if state.get("row") != row:

@@ -80,5 +80,6 @@ WARM_STARTS: dict[str, Callable[[nn.Module], None]] = {"lesrcnn": lesrcnn}
 def warm_start(arch: str, model: nn.Module) -> None:
     """Apply the family's warm start. Raises UsageError for a family without one."""
     if arch not in WARM_STARTS:
-        raise UsageError(f"--warm-start: no warm start for architecture '{arch}' (known: {', '.join(WARM_STARTS)})")
+        raise UsageError(f"no warm start for architecture '{arch}' (known: {', '.join(WARM_STARTS)})",
+                         option="warm_start")
     WARM_STARTS[arch](model)

@@ -86,11 +86,11 @@ def _run_logged(cmd: Sequence[str], cwd: Path, timeout_s: float | None,
         pump.start()
         try:
             code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             _kill_group(proc)
             pump.join(timeout=5)
             raise BuildError(f"vamc compile timed out after {timeout_s:g} s and was killed "
-                             f"(log: {log_path})") from None
+                             f"(log: {log_path})") from exc
         except BaseException:
             _kill_group(proc)
             raise
@@ -109,8 +109,8 @@ def compile_vamc(yaml_path: Path, *, timeout_s: float | None, log_path: Path) ->
     """
     vamc = shutil.which("vamc")
     if vamc is None:
-        raise BackendUnavailable("vamc not found on PATH (install the Vastai compiler or use "
-                                 "--backend onnxruntime)")
+        raise BackendUnavailable("vamc not found on PATH (install the Vastai compiler, or build for another "
+                                 "backend)")
     yaml_path = Path(yaml_path).resolve()
     name, deploy_dir = _read_build_yaml(yaml_path)
     log.info("running %s compile %s (log: %s)", vamc, yaml_path, log_path)

@@ -78,8 +78,8 @@ def _check_args(precision: str, quant: str, skip_conv_layers: Sequence[int],
     if precision not in PRECISIONS:
         raise UsageError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
     if quant not in VAMC_QUANT_MODES:
-        raise UsageError(f"--quant '{quant}': vamc calibrate_mode must be one of "
-                         f"{', '.join(VAMC_QUANT_MODES)}")
+        raise UsageError(f"'{quant}': vamc calibrate_mode must be one of {', '.join(VAMC_QUANT_MODES)}",
+                         option="quant")
     if len(input_shape) != 4 or any(int(d) <= 0 for d in input_shape):
         raise UsageError(f"input shape {tuple(input_shape)}: expected (N, C, H, W), all positive")
     if any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in skip_conv_layers):

@@ -46,7 +46,7 @@ def _import_vsx() -> Any:
         return importlib.import_module("vaststreamx")
     except ImportError as exc:
         raise BackendUnavailable(f"vaststreamx is not importable ({exc}); install the Vastai "
-                                 "VastStreamX SDK or use --backend onnxruntime") from exc
+                                 "VastStreamX SDK, or run on another backend") from exc
 
 
 class VaccSession:
@@ -112,7 +112,7 @@ class VaccSession:
 def open_session(built: BuiltModel, options: SessionOptions = SessionOptions()) -> VaccSession:
     """Run the vamc output in ``built.vacc_dir`` (see :class:`VaccBackend`)."""
     if built.vacc_dir is None:
-        raise BuildError(f"row '{built.row}': no VACC model was compiled (build with --backend vacc first)")
+        raise BuildError(f"row '{built.row}': no VACC model was compiled (build it for the vacc backend first)")
     return VaccSession(built.vacc_dir, built.vdsp_json, built.input_shape,
                        device_id=options.device_id, batch_size=options.batch_size)
 
