@@ -33,12 +33,13 @@ from vacc_deploy.imaging.io import read_image, to_uint
 from vacc_deploy.imaging.processing import to_network
 from vacc_deploy.progress import progress_bar
 from vacc_deploy.spec import ModelSpec
+from vacc_deploy.types import (
+    CALIB_MODES, DEFAULT_CALIB_MODE, DEFAULT_CALIB_NUM, DEFAULT_CALIB_SEED, DEFAULT_DEGRADATION, DEGRADATIONS,
+)
 from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 
 log = logging.getLogger(__name__)
 
-MODES = ("crop", "resize")
-DEGRADATIONS = ("none", "bsrgan")
 CALIB_FORMAT = 1
 
 
@@ -145,8 +146,9 @@ def _folder_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
-def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[int, ...], *, num: int = 50,
-                         seed: int = 0, mode: str = "crop", degrade: str = "none",
+def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[int, ...], *,
+                         num: int = DEFAULT_CALIB_NUM, seed: int = DEFAULT_CALIB_SEED,
+                         mode: str = DEFAULT_CALIB_MODE, degrade: str = DEFAULT_DEGRADATION,
                          workdir: Path | None = None, force: bool = False) -> CalibSet:
     """Build (or reuse) a calibration set of ``num`` samples of the model's input size.
 
@@ -156,8 +158,8 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
     images smaller than half the input size are skipped with a warning and counted in the manifest.
     A cached set is verified (file sizes, sha256) and rebuilt when damaged; ``force`` rebuilds it.
     """
-    if mode not in MODES or degrade not in DEGRADATIONS or num < 1:
-        raise UsageError(f"calibration: mode must be one of {MODES}, degrade one of {DEGRADATIONS}, num >= 1")
+    if mode not in CALIB_MODES or degrade not in DEGRADATIONS or num < 1:
+        raise UsageError(f"calibration: mode must be one of {CALIB_MODES}, degrade one of {DEGRADATIONS}, num >= 1")
     paths = images_at(images, "calib_images")
     hw = (int(shape[2]), int(shape[3]))
     if mode == "resize" and len(paths) < num:

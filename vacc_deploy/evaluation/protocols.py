@@ -23,7 +23,6 @@ from vacc_deploy.imaging.resize import bicubic_downsample_uint8, crop_to_multipl
 from vacc_deploy.evaluation.upscaler import Upscaler, conversion_for
 from vacc_deploy.progress import progress_bar
 
-PROTOCOLS = ("standard", "vendor")
 VENDOR_INTERP = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR}
 
 

@@ -40,8 +40,8 @@ from vacc_deploy.pipeline.stages import (
 )
 from vacc_deploy.types import DEFAULT_OVERLAP
 
-__all__ = ["BenchSettings", "BuildOutcome", "benchmark_stage", "CalibRequest", "ModelRequest", "Upstream", "build", "build_command", "build_model",
-           "build_models", "prepare", "upscaler_for", "vacc_files", "variants"]
+__all__ = ["BenchSettings", "BuildOutcome", "CalibRequest", "ModelRequest", "Upstream", "benchmark_stage", "build",
+           "build_command", "build_model", "build_models", "prepare", "upscaler_for", "vacc_files", "variants"]
 
 
 def prepare(config: RowConfig, req: ModelRequest, workdir: Path | None, *, int8: bool | None = None,

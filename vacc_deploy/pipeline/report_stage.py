@@ -89,7 +89,8 @@ def report_stage(ctx: RunContext) -> tuple[Path, bool]:
     up, exported = ctx.up, ctx.up.exported
     folder = artifacts.row_workdir(up.config.name, up.workdir) / "report"
     key = _key(ctx)
-    if (folder / "report.json").is_file() and artifacts.read_json(folder / "report.json").get("manifest", {}).get("key") == key:
+    done = folder / "report.json"
+    if done.is_file() and artifacts.read_json(done).get("manifest", {}).get("key") == key:
         return folder, True
     builds = [BuildInfo(b.precision, b.quant, b.backend, dict(b.manifest).get("settings", {}), dict(b.manifest),
                         ctx.yaml.get(b.quant)) for b in ctx.built]

@@ -17,7 +17,8 @@ from vacc_deploy.backends.base import BuildInputs, BuiltModel
 from vacc_deploy.backends.ort.layers import float_layers
 from vacc_deploy.backends.vacc import NAME
 from vacc_deploy.backends.vacc.compile import compile_vamc, find_model_prefix, vamc_found
-from vacc_deploy.backends.vacc.files import PRECISIONS, write_vamc_files
+from vacc_deploy.backends.vacc import PRECISIONS
+from vacc_deploy.backends.vacc.files import write_vamc_files
 from vacc_deploy.errors import BackendUnavailable, UsageError
 
 

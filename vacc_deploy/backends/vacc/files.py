@@ -25,6 +25,7 @@ from typing import Any, Literal, Sequence
 import yaml
 
 from vacc_deploy.artifacts import atomic_write_text
+from vacc_deploy.backends.vacc import PRECISIONS
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
 from vacc_deploy.types import CALIB_METHODS, DEFAULT_WEIGHT_SCALE, WEIGHT_SCALES
@@ -32,7 +33,6 @@ from vacc_deploy.spec import ModelSpec
 
 #: vamc's ``calibrate_mode`` values: the package's calibration methods, passed by name.
 VAMC_QUANT_MODES = CALIB_METHODS
-PRECISIONS = ("int8", "fp16")
 YAML_NAME = "vamc_build.yaml"
 VDSP_NAME = "vdsp_params.json"
 DEPLOY_DIR = "deploy_weights"

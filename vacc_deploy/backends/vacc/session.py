@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from vacc_deploy.backends.base import Backend, BuildInputs, BuiltModel, SessionOptions, installed
-from vacc_deploy.backends.vacc import NAME
+from vacc_deploy.backends.vacc import NAME, PRECISIONS
 from vacc_deploy.backends.vacc.compile import (  # noqa: F401  (re-exported: the backend's public names)
     MODEL_PREFIX,
     compile_vamc,
@@ -124,7 +124,7 @@ class VaccBackend(Backend):
     short = "vacc"
     summary = "Vastai VACC card (vamc build, vaststreamx)"
     artifact = "vamc"
-    precisions = ("fp16", "int8")
+    precisions = PRECISIONS
     calibration = "images"  # vamc calibrates on the calibration set's images itself
 
     def unavailable_reason(self) -> str | None:
