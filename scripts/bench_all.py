@@ -1,5 +1,5 @@
 """Benchmark every model row (or --rows) at its default shape on ONNX Runtime (fp32, fp16, int8;
---torch adds the PyTorch reference) and keep one JSON plus a generated Markdown table in
+--backends onnxruntime,openvino adds OpenVINO on the same files, --torch the PyTorch reference) and keep one JSON plus a generated Markdown table in
 docs/benchmarks.md, with the machine description and the command that measured each row.
 
 Runs are incremental: the rows measured now replace their entries in --json, the others keep theirs,
@@ -43,6 +43,12 @@ def official_weights(row: str, weights_dir: Path) -> str:
     return "synthetic"
 
 
+def backends(args: argparse.Namespace) -> str:
+    """The --backends list: --backends, plus torch with --torch."""
+    names = [b for b in args.backends.split(",") if b]
+    return ",".join(names + (["torch"] if args.torch and "torch" not in names else []))
+
+
 def bench_row(row: str, args: argparse.Namespace) -> dict[str, Any]:
     """One row's benchmark document (as ``vacc-deploy benchmark --json`` writes it)."""
     from vacc_deploy.cli import build_parser
@@ -50,7 +56,7 @@ def bench_row(row: str, args: argparse.Namespace) -> dict[str, Any]:
     from vacc_deploy.config import load_row
 
     argv = ["benchmark", row, "--weights", official_weights(row, args.weights_dir),
-            "--backends", "onnxruntime,torch" if args.torch else "onnxruntime", "--precisions", args.precisions,
+            "--backends", backends(args), "--precisions", args.precisions,
             "--iters", str(args.iters), "--warmup", str(args.warmup), "--calib-images", str(args.calib_images),
             "--num", str(args.num)]
     argv += ["--workdir", str(args.workdir)] if args.workdir else []
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", default=None, help="comma-separated rows (default: all)")
+    p.add_argument("--backends", default="onnxruntime",
+                   help="comma-separated backends measured for every row (default onnxruntime; e.g. onnxruntime,openvino)")
     p.add_argument("--torch", action="store_true", help="also benchmark the PyTorch reference (fp32)")
     p.add_argument("--precisions", default="fp32,fp16,int8")
     p.add_argument("--iters", type=int, default=20)
