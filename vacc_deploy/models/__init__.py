@@ -20,11 +20,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 import torch
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from vacc_deploy.config import RowConfig, load_row
 from vacc_deploy.errors import ConfigError, WeightsError
@@ -32,7 +31,21 @@ from vacc_deploy.models import bicubic_pp, edsr, edsr_basicsr, lesrcnn, rrdbnet,
 from vacc_deploy.models.synthetic import synthetic_state_dict
 from vacc_deploy.spec import ModelSpec
 
-FAMILIES: dict[str, ModuleType] = {
+class Family(Protocol):
+    """What a family module provides (see the package docstring); each module of :data:`FAMILIES`
+    satisfies it by its module-level names."""
+
+    @property
+    def Params(self) -> type[BaseModel]: ...  # noqa: N802  (the family module's class of that name)
+
+    def spec(self, params: Any) -> ModelSpec: ...
+
+    def build(self, params: Any) -> torch.nn.Module: ...
+
+    def convert_checkpoint(self, obj: Any, fmt: str) -> dict[str, torch.Tensor]: ...
+
+
+FAMILIES: dict[str, Family] = {
     "rrdbnet": rrdbnet,
     "bicubic_pp": bicubic_pp,
     "edsr": edsr,
@@ -44,7 +57,7 @@ FAMILIES: dict[str, ModuleType] = {
 WeightsArg = Union[None, str, Path, Mapping[str, torch.Tensor]]
 
 
-def family_of(config: RowConfig) -> ModuleType:
+def family_of(config: RowConfig) -> Family:
     """The family module of a row. Raises ConfigError for an unknown ``arch``."""
     try:
         return FAMILIES[config.arch]
