@@ -22,7 +22,7 @@ import onnx
 from vacc_deploy import artifacts
 from vacc_deploy.calibration.dataset import CalibSet, CalibSource
 from vacc_deploy.errors import UsageError
-from vacc_deploy.backends.vacc.emulation import DEFAULT_WEIGHT_SCALE, WeightScale, tvm_conv_order
+from vacc_deploy.backends.vacc.emulation import DEFAULT_WEIGHT_SCALE, VACC_PERCENTILE, WeightScale, tvm_conv_order
 from vacc_deploy.spec import ModelSpec
 from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 
@@ -36,7 +36,7 @@ Numerics = Literal["onnxruntime", "vacc"]
 NUMERICS: tuple[str, ...] = get_args(Numerics)
 BUILD_FORMAT = 6
 RANGES_FORMAT = 4  # bump when a calibration method's rule changes (3: constant tensors; 4: one pass)
-VACC_FORMAT = 1  # bump when the vacc numerics emulation changes
+VACC_FORMAT = 2  # bump when the vacc numerics emulation changes (2: partition, multi-ref, 99.999 %)
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
@@ -230,7 +230,8 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
     graph = onnx.load(str(model_path), load_external_data=False)
     names, indices = _float_layers_of(graph, opts)
     exclude = names + float_activations(graph, names)
-    ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, opts.percentile, row_dir)
+    pct = VACC_PERCENTILE if opts.numerics == "vacc" else opts.percentile  # TVM's own percentile
+    ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, pct, row_dir)
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if opts.numerics == "vacc":
@@ -321,7 +322,8 @@ def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
     if opts.precision != "int8":
         return {"keep_io_types": True}  # fp16 weights and compute, fp32 inputs and outputs
     return {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers), "float_edges": opts.float_edges,
-            "percentile": opts.percentile, "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
+            "percentile": VACC_PERCENTILE if opts.numerics == "vacc" else opts.percentile,
+            "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
             **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
             **({"numerics": "vacc", "weight_scale": opts.weight_scale} if opts.numerics == "vacc" else {})}
 
