@@ -21,10 +21,11 @@ The result (every trial, the choice, whether the target was met) is cached as JS
 
 With the ``vacc`` numerics (``--numerics vacc``, or ``--backend vacc``, whose trials are then the
 emulated builds) the search covers only what the vamc YAML can express: step 1 also tries both
-``weight_scale`` rules, step 2 grows ``skip_conv_layers`` (the edge convs first, then the convs
-ranked by the analysis of the onnxruntime build of the same method and weights: the analysis reads
-ONNX Runtime's QDQ layout),
-and step 3 is skipped (op types and 7-bit weights are ONNX Runtime options).
+``weight_scale`` rules; step 2 grows ``skip_conv_layers`` along a greedy ranking made on the
+emulated build itself (:mod:`vacc_deploy.pipeline.vacc_rank`: fidelity to fp32 on calibration
+samples; under TVM's rules what a float conv saves depends on its neighbours, which the
+onnxruntime analysis cannot see); step 3 is skipped (op types and 7-bit weights are ONNX Runtime
+options).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from vacc_deploy.errors import UsageError
 from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for
 from vacc_deploy.pipeline.cache import cached_json
 
-SEARCH_FORMAT = 4
+SEARCH_FORMAT = 5  # 5: vacc ranking from the emulated build
 VAL_IMAGES = 12
 #: A trial meets ``--target-drop T`` when its validation drop is within ``MARGIN * T``: calibration
 #: folders hold few images, often of lower quality than evaluation sets, and a model's PSNR drop grows
@@ -143,17 +144,33 @@ def first_trials(base: BuildOptions) -> list[BuildOptions]:
             for m in METHODS for pc in (True, False) for ws in scales]
 
 
-def _vacc_first(fp32_path: Path, base: BuildOptions) -> list[str]:
-    """For the vacc numerics, the edge convs rank first (the image's own quantization and the input
-    mean shift cost LESRCNN half its emulated loss, docs/accuracy.md; the onnxruntime analysis does
-    not see that); nothing for the onnxruntime numerics."""
+def _vacc_ranking(s: _Setup, opts: BuildOptions, limit: int | None) -> list[dict[str, Any]]:
+    """The vacc numerics' ranking of convs to keep in float: greedy selection on the emulated build
+    of ``opts`` (:mod:`vacc_deploy.pipeline.vacc_rank`), from its calibration ranges and the first
+    calibration samples; at most ``limit`` convs (``vacc_rank.KEEP`` when unbounded)."""
+    import itertools
+
     import onnx
 
-    from vacc_deploy.backends.ort.build import edge_convs
+    from vacc_deploy.backends.ort.build import edge_convs, float_layers
+    from vacc_deploy.calibration.dataset import CalibSource
+    from vacc_deploy.pipeline import build_onnx, calib_stage
+    from vacc_deploy.pipeline import vacc_rank
+    from vacc_deploy.spec import ModelSpec
 
-    if base.numerics != "vacc" or base.float_edges:  # float edges are float already
-        return []
-    return edge_convs(onnx.load(str(fp32_path), load_external_data=False))
+    req = dataclasses.replace(s.req, build=opts)
+    exported, built = build_onnx(s.config, req, s.workdir)
+    ranges = {k: (float(v[0]), float(v[1])) for k, v in artifacts.read_json(built.folder / "ranges.json").items()}
+    spec = ModelSpec(**exported.spec)
+    calib = calib_stage(s.config, spec, tuple(exported.input_shape), req, s.workdir)
+    assert calib is not None  # search_stage refuses a search without calibration images
+    inputs = list(itertools.islice(CalibSource(calib, spec), vacc_rank.SAMPLES))
+    model = onnx.load(str(s.fp32_path), load_external_data=False)
+    fixed, _ = float_layers(s.fp32_path, opts)
+    return vacc_rank.greedy_float_convs(s.fp32_path, ranges, inputs, weight_scale=opts.weight_scale,
+                                        per_channel=opts.per_channel, fixed=fixed,
+                                        pool=vacc_rank.candidates(model, edge_convs(model)),
+                                        steps=vacc_rank.KEEP if limit is None else limit)
 
 
 def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
@@ -195,17 +212,18 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
     s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
     trials = [_trial(s, opts) for opts in first_trials(base)]
     ranking: list[str] = []
+    greedy: list[dict[str, Any]] = []
     best = _choose(trials)
     if not best["meets"]:
         best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
                                         weight_scale=best["weight_scale"])
-        # The layer analysis reads ONNX Runtime's QDQ layout: a vacc search ranks its convs on the
-        # onnxruntime build of the same method and weights (an approximation, docs/vacc.md).
-        ranked = dataclasses.replace(best_opts, numerics="onnxruntime")
-        analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=ranked), workdir,
-                                        images=ANALYSIS_IMAGES, progress=False)
-        ranking = _vacc_first(fp32_path, base) + [r["layer"] for r in ranked_layers(analysis)]
-        ranking = list(dict.fromkeys(ranking))
+        if base.numerics == "vacc":
+            greedy = _vacc_ranking(s, best_opts, limit)
+            ranking = [g["layer"] for g in greedy]
+        else:
+            analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=best_opts), workdir,
+                                            images=ANALYSIS_IMAGES, progress=False)
+            ranking = [r["layer"] for r in ranked_layers(analysis)]
 
         def try_k(k: int) -> dict[str, Any]:
             opts = dataclasses.replace(best_opts, skip_layers=tuple(base.skip_layers) + tuple(ranking[:k]))
@@ -221,7 +239,8 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
     return {"format": SEARCH_FORMAT, "row": config.name, "target_drop_db": target, "margin": MARGIN,
             "max_float_layers": limit,
             "validation": {"folder": str(req.calib.images), "images": [p.name for p in pairs]},
-            "fp32": s.ref, "trials": trials, "ranking": ranking, "chosen": chosen, "met": chosen["meets"],
+            "fp32": s.ref, "trials": trials, "ranking": ranking, "ranking_fidelity_db": greedy,
+            "chosen": chosen, "met": chosen["meets"],
             "seconds": time.perf_counter() - t0}
 
 
@@ -271,7 +290,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != "vacc":
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 3  # 3: edge convs first, then the onnxruntime analysis's ranking
+        opts["vacc_search"] = 4  # 4: greedy ranking on the emulated build (pipeline/vacc_rank.py)
     return opts
 
 

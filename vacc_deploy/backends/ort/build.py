@@ -22,7 +22,8 @@ import onnx
 from vacc_deploy import artifacts
 from vacc_deploy.calibration.dataset import CalibSet, CalibSource
 from vacc_deploy.errors import UsageError
-from vacc_deploy.backends.vacc.emulation import DEFAULT_WEIGHT_SCALE, VACC_PERCENTILE, WeightScale, tvm_conv_order
+from vacc_deploy.backends.vacc.emulation import (DEFAULT_WEIGHT_SCALE, VACC_PERCENTILE, WeightScale,
+                                                 calibration_method, tvm_conv_order)
 from vacc_deploy.spec import ModelSpec
 from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 
@@ -36,7 +37,7 @@ Numerics = Literal["onnxruntime", "vacc"]
 NUMERICS: tuple[str, ...] = get_args(Numerics)
 BUILD_FORMAT = 6
 RANGES_FORMAT = 4  # bump when a calibration method's rule changes (3: constant tensors; 4: one pass)
-VACC_FORMAT = 2  # bump when the vacc numerics emulation changes (2: partition, multi-ref, 99.999 %)
+VACC_FORMAT = 3  # bump when the vacc numerics emulation changes (2: partition, multi-ref, 99.999 %; 3: TVM KL)
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
@@ -184,10 +185,11 @@ def calibration_ranges(model_path: Path, model_sha: str, calib: CalibSet, spec: 
     image, segments (ORT sessions each image ran through) and the calibration's peak RSS in MB.
     """
     from vacc_deploy.calibration import METHODS, CalibrationResult, calibrate
+    from vacc_deploy.calibration.methods import METHOD_PARAMS
 
     if method not in METHODS:
         raise UsageError(f"--quant {method}: unknown method (known: {', '.join(METHODS)})")
-    params = {"percentile": percentile} if method == "percentile" else {}
+    params = {"percentile": percentile} if method == "percentile" else dict(METHOD_PARAMS.get(method, {}))
     key = artifacts.stage_key({"format": RANGES_FORMAT, "model": model_sha, "calib": calib.sha256,
                                "method": method, **params})
     path = row_dir / "ranges" / f"{method}-{key}.json"
@@ -230,8 +232,9 @@ def _int8_into(tmp: Path, model_path: Path, model_sha: str, spec: ModelSpec, cal
     graph = onnx.load(str(model_path), load_external_data=False)
     names, indices = _float_layers_of(graph, opts)
     exclude = names + float_activations(graph, names)
-    pct = VACC_PERCENTILE if opts.numerics == "vacc" else opts.percentile  # TVM's own percentile
-    ranges, info = calibration_ranges(model_path, model_sha, calib, spec, opts.quant, pct, row_dir)
+    vacc = opts.numerics == "vacc"  # TVM's own thresholds: its percentile, its KL rule
+    method, pct = (calibration_method(opts.quant), VACC_PERCENTILE) if vacc else (opts.quant, opts.percentile)
+    ranges, info = calibration_ranges(model_path, model_sha, calib, spec, method, pct, row_dir)
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if opts.numerics == "vacc":

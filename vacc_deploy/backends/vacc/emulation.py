@@ -52,6 +52,14 @@ QMAX = 127.0
 Kind = Literal["input", "activation"]  # TVM's QAnnotateKind.INPUT (int8) / ACTIVATION (int32)
 #: TVM's percentile (``_calibrate.py`` ``_find_scale_by_percentile``: ``percentile=0.99999``), in %.
 VACC_PERCENTILE = 99.999
+#: The calibration method (``vacc_deploy.calibration.METHODS``) giving TVM's threshold for a vamc
+#: ``calibrate_mode`` where ours differs (``kl_divergence.py`` / ``calibrate.cc``); others as named.
+_CALIBRATION_METHODS = {"kl_divergence": "kl_divergence_tvm"}
+
+
+def calibration_method(mode: str) -> str:
+    """The calibration method the vacc profile uses for vamc's ``calibrate_mode`` ``mode``."""
+    return _CALIBRATION_METHODS.get(mode, mode)
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -280,6 +288,7 @@ def quantize_vacc(fp32_model_path: str | Path, out_path: str | Path, ranges: Map
     """Write the ``vacc``-profile QDQ model of ``fp32_model_path`` to ``out_path`` (atomically) from
     calibrated ``ranges`` (tensor -> (min, max); the threshold is the larger magnitude). Returns the
     :func:`emulate` summary. Raises UsageError / BuildError; never leaves a partial file."""
+    import vacc_deploy.calibration  # noqa: F401 (first: it and backends.ort.qdq import each other)
     from vacc_deploy.backends.ort.qdq import load_model, save_checked
 
     model, summary = emulate(load_model(fp32_model_path), symmetric_thresholds(ranges), weight_scale=weight_scale,
