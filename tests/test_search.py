@@ -159,3 +159,38 @@ def test_target_drop_bad_inputs(env, capsys) -> None:
     assert "needs calibration images" in capsys.readouterr().err
     assert main([*base, "--calib-images", str(imgs), "--target-drop", "-1"]) == 2
     assert "expected a drop in dB" in capsys.readouterr().err
+
+
+def test_vacc_greedy_ranking_adds_the_conv_that_helps_the_emulation_most(tmp_path) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vacc_deploy.backends.vacc.emulation import emulate, symmetric_thresholds
+    from vacc_deploy.pipeline.vacc_rank import greedy_float_convs
+
+    rng = np.random.default_rng(0)
+    w = {n: numpy_helper.from_array(rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32), n + "_w") for n in ("a", "b", "c")}
+    nodes = [helper.make_node("Conv", ["x", "a_w"], ["t"], name="a"), helper.make_node("Relu", ["t"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "b_w"], ["u"], name="b"), helper.make_node("Conv", ["u", "c_w"], ["y"], name="c")]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 2, 2]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], list(w.values())),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    inputs = [rng.normal(0, 1, (1, 4, 2, 2)).astype(np.float32) for _ in range(3)]
+    ranges = {"x": (-2.0, 3.0), "t": (-1.0, 1.5), "r": (0.0, 1.5), "u": (-1.0, 1.0), "y": (-2.0, 2.0)}
+    # The coarse threshold of x makes its conv worth keeping float; score each choice by hand.
+    run = lambda m: np.concatenate([ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0] for x in inputs])
+    ref = run(model)
+
+    def fid(floats):
+        em, _ = emulate(model, symmetric_thresholds(ranges), weight_scale="max", per_channel=True, float_convs=floats)
+        return 10 * np.log10(np.abs(ref).max() ** 2 / np.mean((run(em) - ref) ** 2))
+
+    got = greedy_float_convs(tmp_path / "m.onnx", ranges, inputs, weight_scale="max", per_channel=True,
+                             fixed=[], pool=["a", "b", "c"], steps=2)
+    first = max("abc", key=lambda c: fid([c]))
+    second = max((c for c in "abc" if c != first), key=lambda c: fid([first, c]))
+    assert [g["layer"] for g in got] == [first, second]
+    assert got[1]["fidelity_db"] == pytest.approx(fid([first, second]), abs=1e-3)

@@ -215,3 +215,76 @@ def test_unknown_float_conv_and_missing_threshold_are_errors():
         emulate(_model([node], inits, 1, 1), {"x": 1.0}, weight_scale="max", per_channel=False, float_convs=("nope",))
     with pytest.raises(BuildError):
         emulate(_model([node], inits, 1, 1), {}, weight_scale="max", per_channel=False, float_convs=())
+
+
+def test_partition_puts_cast_hints_where_tvm_does():
+    from vacc_deploy.backends.vacc.tvm_passes import partition, reference_counts
+
+    c0, i0 = _conv("c0", "x", [0.5], "t0", bias=[0.1])
+    relu = helper.make_node("Relu", ["t0"], ["r"], name="relu")
+    c1, i1 = _conv("c1", "r", [0.5], "t1")
+    add = helper.make_node("Add", ["r", "t1"], ["s"], name="add")
+    d2s = helper.make_node("DepthToSpace", ["s"], ["d"], name="d2s", blocksize=1)
+    c2, i2 = _conv("c2", "d", [0.5], "y")
+    model = _model([c0, relu, c1, add, d2s, c2], i0 + i1 + i2, 1, 1)
+    p = partition(model)
+    # c0 reads the graph input (no cast_hint); relu forwards; c1 realizes r; the add of two partitioned
+    # values realizes both sides; DepthToSpace has no rule (realizes s); c2 reads a plain value; the
+    # result is partitioned (cast_hint).
+    assert p.edges == {(2, 0), (3, 0), (3, 1), (4, 0)} and p.outputs == {"y"}
+    assert reference_counts(model)["r"] == 2 and reference_counts(model)["y"] == 1
+
+
+def _minimize_kl_literal(hist: np.ndarray, nq: int) -> float:
+    """calibrate.cc MinimizeKL transcribed loop by loop (the oracle for the vectorized version)."""
+    nb, eps = hist.size, 1e-4
+    zero = nb // 2
+    best, best_t = float("inf"), None
+    for i in range(nq // 2, zero + 1):
+        start, stop = zero - i, zero + i + 1
+        sliced, p = [0.0] * (stop - start), [0.0] * (stop - start)
+        for j in range(nb):
+            if j <= start:
+                p[0] += hist[j]
+            elif j >= stop:
+                p[-1] += hist[j]
+            else:
+                sliced[j - start] = p[j - start] = float(hist[j])
+        m = len(sliced) // nq
+        qb = [sum(sliced[j * m:(j + 1) * m]) for j in range(nq)]
+        qb[-1] += sum(sliced[nq * m:])
+        q = [0.0] * len(sliced)
+        for j in range(nq):
+            lo, hi = j * m, len(q) if j == nq - 1 else (j + 1) * m
+            norm = sum(1 for v in sliced[lo:hi] if v != 0)
+            for k in range(lo, hi):
+                if norm and p[k]:
+                    q[k] = qb[j] / norm
+
+        def smooth(v):
+            zeros = sum(1 for a in v if a == 0)
+            e1 = eps * zeros / (len(v) - zeros)
+            return [a + eps if a == 0 else a - e1 for a in v]
+
+        ps, qs = smooth(p), smooth(q)
+        ps, qs = [a / sum(ps) for a in ps], [a / sum(qs) for a in qs]
+        div = sum(a * np.log(a / b) for a, b in zip(ps, qs))
+        if div < best - 1e-6:
+            best, best_t = div, stop
+    return best_t
+
+
+def test_tvm_kl_threshold_matches_minimize_kl():
+    from types import SimpleNamespace
+
+    from vacc_deploy.calibration.tvm_kl import TVMKLCalibration
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.zeros(4000), rng.exponential(0.3, 6000), -rng.exponential(0.05, 500)]).astype(np.float32)
+    t = float(np.abs(x).max())
+    hist, edges = np.histogram(x, bins=61, range=(-t, t))  # _find_scale_by_kl's histogram
+    stats = SimpleNamespace(hist=hist, edges=edges, min=float(x.min()), max=float(x.max()))
+    lo, hi = TVMKLCalibration(num_quantized_bins=7).compute_range(stats)
+    stop = _minimize_kl_literal(hist, 7)
+    assert lo == -hi and hi == pytest.approx(float(edges[stop]))
+    assert hi < t  # it clips: the zero bin is kept, unlike ours
