@@ -147,7 +147,7 @@ def first_trials(base: BuildOptions) -> list[BuildOptions]:
 def _vacc_ranking(s: _Setup, opts: BuildOptions, limit: int | None) -> list[dict[str, Any]]:
     """The vacc numerics' ranking of convs to keep in float: greedy selection on the emulated build
     of ``opts`` (:mod:`vacc_deploy.pipeline.vacc_rank`), from its calibration ranges and the first
-    calibration samples; at most ``limit`` convs (``vacc_rank.KEEP`` when unbounded)."""
+    calibration samples; at most ``limit`` convs (``vacc_rank.DEFAULT_STEPS`` when unbounded)."""
     import itertools
 
     import onnx
@@ -170,7 +170,7 @@ def _vacc_ranking(s: _Setup, opts: BuildOptions, limit: int | None) -> list[dict
     return vacc_rank.greedy_float_convs(s.fp32_path, ranges, inputs, weight_scale=opts.weight_scale,
                                         per_channel=opts.per_channel, fixed=fixed,
                                         pool=vacc_rank.candidates(model, edge_convs(model)),
-                                        steps=vacc_rank.KEEP if limit is None else limit)
+                                        steps=vacc_rank.DEFAULT_STEPS if limit is None else limit)
 
 
 def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
@@ -290,7 +290,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != "vacc":
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 4  # 4: greedy ranking on the emulated build (pipeline/vacc_rank.py)
+        opts["vacc_search"] = 5  # 5: greedy ranking (single and adjacent-pair moves) on the emulated build
     return opts
 
 

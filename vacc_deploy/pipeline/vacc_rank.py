@@ -3,15 +3,19 @@ emulated build's own sensitivity. Torch-free.
 
 Why not the onnxruntime layer analysis: under TVM's rules a conv in ``skip_conv_layers`` keeps
 float weights and a float output, but its argument is still rounded to int8 when its producer is
-a quantized conv (the partition pass's ``cast_hint``, docs/vacc.md), so what a skip saves depends
-on its neighbours: keeping the image's first two convs float removes three rounding points, either
-one alone far fewer. The analysis of ONNX Runtime's QDQ graph cannot see that.
+a quantized conv, and a quantized conv rounds a float argument too (the partition pass's
+``cast_hint``, ``conv2d_rewrite``; docs/vacc.md). So a float conv removes an activation rounding
+only next to the image, next to the output, or between two float convs: what a skip saves depends
+on its neighbours, which the analysis of ONNX Runtime's QDQ graph cannot see.
 
-Greedy forward selection: step 1 scores every candidate conv kept float alone; each later step
-adds, to the convs chosen so far, the one (among the ``KEEP`` best of step 1) whose addition gives
-the highest fidelity. Fidelity = PSNR of the emulated output against fp32's on the first
-``SAMPLES`` images of the calibration set (the search's own data, never the evaluation set). The
-emulated models are made in memory from the trial build's calibration ranges (no build cache).
+Greedy forward selection over moves of one conv or of two adjacent convs (the second reads the
+first's result through single-input ops only, so keeping both float removes the rounding between
+them): each step takes the move with the largest fidelity gain per conv that fits the budget.
+Fidelity = PSNR of the emulated output against fp32's on ``CROPS`` crops of ``CROP`` pixels cut
+from the first ``SAMPLES`` calibration samples (the search's own data, never the evaluation set),
+run as one batch of a copy of the model with free spatial dims (the full input size when the model
+does not run at another size). The emulated models are made in memory from the trial build's
+calibration ranges.
 """
 
 from __future__ import annotations
@@ -23,37 +27,84 @@ import numpy as np
 import onnx
 
 SAMPLES = 4
-#: Candidates kept after the first step (each later step scores only these).
-KEEP = 8
-#: Models with more convs than this rank only their edge convs and the first / last ``KEEP`` convs.
+CROPS = 16
+CROP = 32
+#: Models with more convs than this rank only their edge convs and their first / last 8 convs.
 MAX_CANDIDATES = 40
+#: The number of convs ranked when ``--max-float-layers`` is not given.
+DEFAULT_STEPS = 8
+_SINGLE_INPUT = {"Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool", "DepthToSpace", "Reshape",
+                 "Transpose", "Sigmoid", "Identity"}
 
 
 def candidates(model: onnx.ModelProto, edges: Sequence[str]) -> list[str]:
     """The convs a search may keep in float, in TVM's order: all of them for a small model, else the
-    edge convs and the first and last ``KEEP`` (where the image is read and written)."""
+    edge convs and the first and last 8 (where the image is read and written)."""
     from vacc_deploy.backends.vacc.emulation import tvm_conv_order
 
     order = tvm_conv_order(model)
     if len(order) <= MAX_CANDIDATES:
         return order
-    return list(dict.fromkeys([*edges, *order[:KEEP], *order[-KEEP:]]))
+    return list(dict.fromkeys([*edges, *order[:8], *order[-8:]]))
 
 
-def _runner(inputs: Sequence[np.ndarray]) -> Callable[[onnx.ModelProto], np.ndarray]:
+def adjacent_pairs(model: onnx.ModelProto, pool: Sequence[str]) -> list[tuple[str, str]]:
+    """(a, b) for convs of ``pool`` where b's data input is a's result through single-input ops."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    pairs = []
+    for b in (n for n in model.graph.node if n.name in pool and n.op_type == "Conv"):
+        node = producer.get(b.input[0])
+        while node is not None and node.op_type in _SINGLE_INPUT:
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type == "Conv" and node.name in pool:
+            pairs.append((node.name, b.name))
+    return pairs
+
+
+def _free_size(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose input and output batch and spatial dims are symbolic."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.value_info[:]
+    for vi in (*out.graph.input, *out.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        for i, d in enumerate(dims):
+            if i != 1:
+                d.ClearField("dim_value")
+                d.dim_param = f"d{i}"
+    return out
+
+
+def _crops(samples: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Up to ``CROPS`` non-overlapping ``size`` x ``size`` crops, taken in turn from each sample."""
+    grids = [[s[:, :, y:y + size, x:x + size] for y in range(0, s.shape[2] - size + 1, size)
+              for x in range(0, s.shape[3] - size + 1, size)] for s in samples]
+    picked = [g[i] for i in range(max(map(len, grids), default=0)) for g in grids if i < len(g)]
+    return np.concatenate(picked[:CROPS])
+
+
+def _runner(model: onnx.ModelProto, samples: Sequence[np.ndarray]) -> tuple[Callable[[onnx.ModelProto], np.ndarray], bool]:
+    """(run, resized): ``run(model)`` -> the outputs on the crops (resized) or on the samples."""
     import onnxruntime as ort
 
     from vacc_deploy.backends.ort.session import session_options
 
-    def run(model: onnx.ModelProto) -> np.ndarray:
-        sess = ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+    def run_on(m: onnx.ModelProto, batches: Sequence[np.ndarray]) -> np.ndarray:
+        sess = ort.InferenceSession(m.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
-        return np.concatenate([sess.run(None, {name: x})[0] for x in inputs])
+        return np.concatenate([sess.run(None, {name: b})[0] for b in batches])
 
-    return run
+    if min(samples[0].shape[2:]) > CROP:
+        crops = _crops(samples, CROP)
+        try:
+            run_on(_free_size(model), [crops[:1]])
+            return (lambda m: run_on(_free_size(m), [crops])), True
+        except Exception:  # noqa: BLE001 (a fixed Reshape or similar: score at the model's own size)
+            pass
+    return (lambda m: run_on(m, samples)), False
 
 
-def greedy_float_convs(fp32_path: Path, ranges: dict[str, tuple[float, float]], inputs: Sequence[np.ndarray], *,
+def greedy_float_convs(fp32_path: Path, ranges: dict[str, tuple[float, float]], samples: Sequence[np.ndarray], *,
                        weight_scale: str, per_channel: bool, fixed: Sequence[str], pool: Sequence[str],
                        steps: int) -> list[dict]:
     """Up to ``steps`` convs of ``pool`` in the order greedy selection adds them to ``fixed`` (convs
@@ -62,25 +113,29 @@ def greedy_float_convs(fp32_path: Path, ranges: dict[str, tuple[float, float]], 
 
     model = onnx.load(str(fp32_path))
     thresholds = symmetric_thresholds(ranges)
-    run = _runner(inputs)
+    run, _ = _runner(model, samples)
     ref = run(model).astype(np.float64)
     peak = float(np.abs(ref).max()) or 1.0
 
-    def fidelity(floats: list[str]) -> float:
+    def fidelity(floats: Sequence[str]) -> float:
         emulated, _ = emulate(model, thresholds, weight_scale=weight_scale, per_channel=per_channel,
-                              float_convs=floats)
+                              float_convs=list(floats))
         mse = float(np.mean((run(emulated) - ref) ** 2))
         return float("inf") if mse == 0 else 10.0 * np.log10(peak * peak / mse)
 
-    chosen: list[dict] = []
     left = [c for c in pool if c not in fixed]
-    for step in range(min(steps, len(left))):
-        scores = {c: fidelity([*fixed, *(e["layer"] for e in chosen), c]) for c in left}
-        best = max(scores, key=lambda c: scores[c])
-        chosen.append({"layer": best, "fidelity_db": scores[best]})
-        if step == 0:
-            left = sorted(scores, key=lambda c: -scores[c])[:KEEP]
-        left.remove(best)
-        if scores[best] == float("inf"):
-            break
+    pairs = adjacent_pairs(model, left)
+    chosen: list[dict] = []
+    current = fidelity(list(fixed))
+    while len(chosen) < steps and left and current != float("inf"):
+        taken = [*fixed, *(e["layer"] for e in chosen)]
+        room = steps - len(chosen)
+        moves = [(c,) for c in left] + [p for p in pairs if room >= 2 and not set(p) & set(taken)]
+        scores = {m: fidelity([*taken, *m]) for m in moves}
+        best = max(moves, key=lambda m: (scores[m] - current) / len(m))
+        for c in best:
+            chosen.append({"layer": c, "fidelity_db": scores[best]})
+            left.remove(c)
+        pairs = [p for p in pairs if not set(p) & set(best)]
+        current = scores[best]
     return chosen
