@@ -154,8 +154,7 @@ def _vacc_ranking(s: _Setup, opts: BuildOptions, limit: int | None) -> list[dict
 
     from vacc_deploy.backends.ort.build import edge_convs, float_layers
     from vacc_deploy.calibration.dataset import CalibSource
-    from vacc_deploy.pipeline import build_onnx, calib_stage
-    from vacc_deploy.pipeline import vacc_rank
+    from vacc_deploy.pipeline import build_onnx, calib_stage, vacc_rank
     from vacc_deploy.spec import ModelSpec
 
     req = dataclasses.replace(s.req, build=opts)

@@ -20,11 +20,14 @@ calibration ranges.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
+
+log = logging.getLogger(__name__)
 
 SAMPLES = 4
 CROPS = 16
@@ -99,8 +102,8 @@ def _runner(model: onnx.ModelProto, samples: Sequence[np.ndarray]) -> tuple[Call
         try:
             run_on(_free_size(model), [crops[:1]])
             return (lambda m: run_on(_free_size(m), [crops])), True
-        except Exception:  # noqa: BLE001 (a fixed Reshape or similar: score at the model's own size)
-            pass
+        except Exception as exc:  # noqa: BLE001 (a fixed Reshape or similar: score at the model's own size)
+            log.info("vacc ranking: the model does not run on %d-pixel crops (%s); scoring whole samples", CROP, exc)
     return (lambda m: run_on(m, samples)), False
 
 
