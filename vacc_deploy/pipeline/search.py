@@ -289,7 +289,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != "vacc":
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 5  # 5: greedy ranking (single and adjacent-pair moves) on the emulated build
+        opts["vacc_search"] = 6  # 6: greedy ranking (one or two adjacent convs, squared error) on the emulation
     return opts
 
 

@@ -10,7 +10,9 @@ on its neighbours, which the analysis of ONNX Runtime's QDQ graph cannot see.
 
 Greedy forward selection over moves of one conv or of two adjacent convs (the second reads the
 first's result through single-input ops only, so keeping both float removes the rounding between
-them): each step takes the move with the largest fidelity gain per conv that fits the budget.
+them): each step takes the move that removes the most squared error (against fp32) per conv and
+fits the budget (squared error, not dB: a move that makes the output exact would have an infinite
+dB gain and would win whatever it costs).
 Fidelity = PSNR of the emulated output against fp32's on ``CROPS`` crops of ``CROP`` pixels cut
 from the first ``SAMPLES`` calibration samples (the search's own data, never the evaluation set),
 run as one batch of a copy of the model with free spatial dims (the full input size when the model
@@ -120,24 +122,26 @@ def greedy_float_convs(fp32_path: Path, ranges: dict[str, tuple[float, float]], 
     ref = run(model).astype(np.float64)
     peak = float(np.abs(ref).max()) or 1.0
 
-    def fidelity(floats: Sequence[str]) -> float:
+    def error(floats: Sequence[str]) -> float:
         emulated, _ = emulate(model, thresholds, weight_scale=weight_scale, per_channel=per_channel,
                               float_convs=list(floats))
-        mse = float(np.mean((run(emulated) - ref) ** 2))
-        return float("inf") if mse == 0 else 10.0 * np.log10(peak * peak / mse)
+        return float(np.mean((run(emulated) - ref) ** 2))
+
+    def db(mse: float) -> float:
+        return float("inf") if mse == 0 else float(10.0 * np.log10(peak * peak / mse))
 
     left = [c for c in pool if c not in fixed]
     pairs = adjacent_pairs(model, left)
     chosen: list[dict] = []
-    current = fidelity(list(fixed))
-    while len(chosen) < steps and left and current != float("inf"):
+    current = error(list(fixed))
+    while len(chosen) < steps and left and current > 0:
         taken = [*fixed, *(e["layer"] for e in chosen)]
         room = steps - len(chosen)
         moves = [(c,) for c in left] + [p for p in pairs if room >= 2 and not set(p) & set(taken)]
-        scores = {m: fidelity([*taken, *m]) for m in moves}
-        best = max(moves, key=lambda m: (scores[m] - current) / len(m))
+        scores = {m: error([*taken, *m]) for m in moves}
+        best = max(moves, key=lambda m: (current - scores[m]) / len(m))  # squared error removed per conv
         for c in best:
-            chosen.append({"layer": c, "fidelity_db": scores[best]})
+            chosen.append({"layer": c, "fidelity_db": db(scores[best])})
             left.remove(c)
         pairs = [p for p in pairs if not set(p) & set(best)]
         current = scores[best]
