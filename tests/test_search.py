@@ -144,6 +144,9 @@ def test_vacc_target_drop_searches_only_vamc_settings_and_writes_them_to_the_yam
     # skip_conv_layers grow along the greedy ranking made on the emulated build (vacc_rank)
     assert [g["layer"] for g in search["ranking_fidelity_db"]] == search["ranking"] and len(search["ranking"]) <= 2
     assert next(t for t in trials if t.get("k") == 1)["float_layers"] == search["ranking"][:1]
+    # target 0 is missed: the other method x weight_scale pairs are tried with the best float convs
+    refined = [t for t in trials if t.get("refine")]
+    assert len(refined) == 3 and len({tuple(t["skip_layers"]) for t in refined}) == 1
     c = search["chosen"]
     yaml_path = next(ln for ln in out.splitlines() if ln.strip().startswith("yaml")).split()[-1]
     q = yaml.safe_load(open(yaml_path).read())["backend"]["quantize"]

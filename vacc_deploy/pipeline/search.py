@@ -24,8 +24,9 @@ emulated builds) the search covers only what the vamc YAML can express: step 1 a
 ``weight_scale`` rules; step 2 grows ``skip_conv_layers`` along a greedy ranking made on the
 emulated build itself (:mod:`vacc_deploy.pipeline.vacc_rank`: fidelity to fp32 on calibration
 samples; under TVM's rules what a float conv saves depends on its neighbours, which the
-onnxruntime analysis cannot see); step 3 is skipped (op types and 7-bit weights are ONNX Runtime
-options).
+onnxruntime analysis cannot see); when the target is still missed, the other method x
+``weight_scale`` pairs are tried with the best trial's float convs; step 3 is skipped (op types and
+7-bit weights are ONNX Runtime options).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from vacc_deploy.backends.ort.build import BUILD_FORMAT, BuildOptions, resolve_r
 from vacc_deploy.backends.vacc.emulation import WEIGHT_SCALES
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
-from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for
+from vacc_deploy.pipeline import ModelRequest, export_stage, upscaler_for, vacc_rank
 from vacc_deploy.pipeline.cache import cached_json
 
 SEARCH_FORMAT = 5  # 5: vacc ranking from the emulated build
@@ -144,34 +145,6 @@ def first_trials(base: BuildOptions) -> list[BuildOptions]:
             for m in METHODS for pc in (True, False) for ws in scales]
 
 
-def _vacc_ranking(s: _Setup, opts: BuildOptions, limit: int | None) -> list[dict[str, Any]]:
-    """The vacc numerics' ranking of convs to keep in float: greedy selection on the emulated build
-    of ``opts`` (:mod:`vacc_deploy.pipeline.vacc_rank`), from its calibration ranges and the first
-    calibration samples; at most ``limit`` convs (``vacc_rank.DEFAULT_STEPS`` when unbounded)."""
-    import itertools
-
-    import onnx
-
-    from vacc_deploy.backends.ort.build import edge_convs, float_layers
-    from vacc_deploy.calibration.dataset import CalibSource
-    from vacc_deploy.pipeline import build_onnx, calib_stage, vacc_rank
-    from vacc_deploy.spec import ModelSpec
-
-    req = dataclasses.replace(s.req, build=opts)
-    exported, built = build_onnx(s.config, req, s.workdir)
-    ranges = {k: (float(v[0]), float(v[1])) for k, v in artifacts.read_json(built.folder / "ranges.json").items()}
-    spec = ModelSpec(**exported.spec)
-    calib = calib_stage(s.config, spec, tuple(exported.input_shape), req, s.workdir)
-    assert calib is not None  # search_stage refuses a search without calibration images
-    inputs = list(itertools.islice(CalibSource(calib, spec), vacc_rank.SAMPLES))
-    model = onnx.load(str(s.fp32_path), load_external_data=False)
-    fixed, _ = float_layers(s.fp32_path, opts)
-    return vacc_rank.greedy_float_convs(s.fp32_path, ranges, inputs, weight_scale=opts.weight_scale,
-                                        per_channel=opts.per_channel, fixed=fixed,
-                                        pool=vacc_rank.candidates(model, edge_convs(model)),
-                                        steps=vacc_rank.DEFAULT_STEPS if limit is None else limit)
-
-
 def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
     """The build options that may make ``base`` faster on ONNX Runtime: ``int8_ops="all"`` (Adds
     int8 too, so every int8 Conv fuses into a QLinearConv) and, on x86 CPUs without VNNI, 7-bit
@@ -217,7 +190,7 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
         best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
                                         weight_scale=best["weight_scale"])
         if base.numerics == "vacc":
-            greedy = _vacc_ranking(s, best_opts, limit)
+            greedy = vacc_rank.ranking(config, dataclasses.replace(req, build=best_opts), workdir, fp32_path, limit)
             ranking = [g["layer"] for g in greedy]
         else:
             analysis, _, _ = analysis_stage(config, dataclasses.replace(req, build=best_opts), workdir,
@@ -230,6 +203,8 @@ def _run_search(config: RowConfig, req: ModelRequest, workdir: Path | None, fp32
             return trials[-1]
 
         _grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
+        if base.numerics == "vacc" and not _choose(trials)["meets"]:
+            trials += [_trial(s, o) | {"refine": True} for o in vacc_rank.refinements(_choose(trials), base, METHODS)]
     best = _choose(trials)
     best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
                                     weight_scale=best["weight_scale"], skip_layers=tuple(best["skip_layers"]))
@@ -289,7 +264,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != "vacc":
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 6  # 6: greedy ranking (one or two adjacent convs, squared error) on the emulation
+        opts["vacc_search"] = 7  # 6: greedy ranking (one or two adjacent convs) on the emulation; 7: refine
     return opts
 
 
