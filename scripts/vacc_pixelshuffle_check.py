@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 
 from vacc_deploy.cli import main
-from vacc_deploy.backends.ort import vacc_numerics
+from vacc_deploy.backends.ort import tvm_rules
 
 if __name__ == "__main__":
-    vacc_numerics._PASS_THROUGH.add("DepthToSpace")
+    tvm_rules._PASS_THROUGH.add("DepthToSpace")
     sys.exit(main(sys.argv[1:]))

@@ -141,7 +141,12 @@ def test_vacc_target_drop_searches_only_vamc_settings_and_writes_them_to_the_yam
         (m, pc, ws) for m in ("percentile", "kl_divergence") for pc in (True, False) for ws in ("max", "power2")}
     assert all(len(t["float_layers"]) <= 2 for t in trials)
     assert any(t.get("k") for t in trials) and search["ranking"]  # skip_conv_layers were searched
-    assert next(t for t in trials if t.get("k") == 1)["float_layer_indices"] == [0]  # edge convs first
+    # skip_conv_layers grow along the greedy ranking made on the emulated build (vacc_rank)
+    assert [g["layer"] for g in search["ranking_fidelity_db"]] == search["ranking"] and len(search["ranking"]) <= 2
+    assert next(t for t in trials if t.get("k") == 1)["float_layers"] == search["ranking"][:1]
+    # target 0 is missed: the other method x weight_scale pairs are tried with the best float convs
+    refined = [t for t in trials if t.get("refine")]
+    assert len(refined) == 3 and len({tuple(t["skip_layers"]) for t in refined}) == 1
     c = search["chosen"]
     yaml_path = next(ln for ln in out.splitlines() if ln.strip().startswith("yaml")).split()[-1]
     q = yaml.safe_load(open(yaml_path).read())["backend"]["quantize"]
@@ -157,3 +162,45 @@ def test_target_drop_bad_inputs(env, capsys) -> None:
     assert "needs calibration images" in capsys.readouterr().err
     assert main([*base, "--calib-images", str(imgs), "--target-drop", "-1"]) == 2
     assert "expected a drop in dB" in capsys.readouterr().err
+
+
+def test_vacc_greedy_ranking_adds_the_conv_that_helps_the_emulation_most(tmp_path) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vacc_deploy.backends.ort.vacc_numerics import emulate, symmetric_thresholds
+    from vacc_deploy.pipeline.vacc_rank import greedy_float_convs
+
+    rng = np.random.default_rng(0)
+    w = {n: numpy_helper.from_array(rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32), n + "_w") for n in ("a", "b", "c")}
+    nodes = [helper.make_node("Conv", ["x", "a_w"], ["t"], name="a"), helper.make_node("Relu", ["t"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "b_w"], ["u"], name="b"), helper.make_node("Conv", ["u", "c_w"], ["y"], name="c")]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 2, 2]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], list(w.values())),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    inputs = [rng.normal(0, 1, (1, 4, 2, 2)).astype(np.float32) for _ in range(3)]
+    ranges = {"x": (-2.0, 3.0), "t": (-1.0, 1.5), "r": (0.0, 1.5), "u": (-1.0, 1.0), "y": (-2.0, 2.0)}
+    # Score every move by hand (emulate + ONNX Runtime) and check the greedy took the best.
+    run = lambda m: np.concatenate([ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0] for x in inputs])
+    ref = run(model).astype(np.float64)
+
+    def err(floats):
+        em, _ = emulate(model, symmetric_thresholds(ranges), weight_scale="max", per_channel=True, float_convs=floats)
+        return float(np.mean((run(em) - ref) ** 2))
+
+    got = greedy_float_convs(tmp_path / "m.onnx", ranges, inputs, weight_scale="max", per_channel=True,
+                             fixed=[], pool=["a", "b", "c"], steps=2)
+    # Moves: one conv, or two adjacent convs (b reads a through Relu; c reads b); the move removing
+    # the most squared error per conv is taken first.
+    base = err([])
+    moves = [("a",), ("b",), ("c",), ("a", "b"), ("b", "c")]
+    best = max(moves, key=lambda m: (base - err(list(m))) / len(m))
+    assert [g["layer"] for g in got][:len(best)] == list(best)
+    peak = float(np.abs(ref).max())
+    assert got[len(best) - 1]["fidelity_db"] == pytest.approx(10 * np.log10(peak**2 / err(list(best))), abs=1e-3)
+    if len(best) == 1:  # the second step adds the best single to it
+        second = max((c for c in "abc" if c != best[0]), key=lambda c: -err([best[0], c]))
+        assert got[1]["layer"] == second

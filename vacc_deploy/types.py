@@ -65,6 +65,9 @@ DEFAULT_DEGRADATION: Degradation = "none"
 DEFAULT_OPSET = 17
 #: Tile overlap in input (LR) pixels (:mod:`vacc_deploy.imaging.tiling` explains the choice).
 DEFAULT_OVERLAP = 16
+#: TVM's percentile for the vacc numerics (``_calibrate.py`` ``_find_scale_by_percentile``:
+#: ``percentile=0.99999``), in %; ``--percentile`` sets the onnxruntime numerics' only.
+VACC_PERCENTILE = 99.999
 #: TVM's ``qconfig`` default weight scale rule.
 DEFAULT_WEIGHT_SCALE: WeightScale = "power2"
 DEFAULT_INT8_OPS: Int8Ops = "compute"

@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from vacc_deploy.calibration.tvm_kl import CALIBRATE_PARAMS as TVM_KL_PARAMS, TVMKLCalibration
 from vacc_deploy.calibration.stats import HistogramKind, TensorStats
 
 Range = tuple[float, float]
@@ -215,4 +216,7 @@ METHODS: dict[str, type] = {
     "percentile": PercentileCalibration,
     "kl_divergence": KLCalibration,
     "mse": MSECalibration,
+    "kl_divergence_tvm": TVMKLCalibration,  # the vacc numerics' kl_divergence (TVM's rule)
 }
+#: calibrate() parameters a method needs besides its own defaults (histogram size).
+METHOD_PARAMS: dict[str, dict[str, int]] = {"kl_divergence_tvm": TVM_KL_PARAMS}

@@ -63,11 +63,12 @@ def calibration_ranges(model_path: Path, calib: CalibSet, spec: ModelSpec, metho
     Raises UsageError (option ``quant``) for an unknown method, and what ``calibrate`` raises.
     """
     from vacc_deploy.calibration import calibrate
+    from vacc_deploy.calibration.methods import METHOD_PARAMS, METHODS
 
-    if method not in CALIB_METHODS:
+    if method not in METHODS:
         raise UsageError(f"{method}: unknown method (known: {', '.join(CALIB_METHODS)})",
                          option="quant")
-    params = {"percentile": percentile} if method == "percentile" else {}
+    params = {"percentile": percentile} if method == "percentile" else dict(METHOD_PARAMS.get(method, {}))
     key = artifacts.stage_key({"format": RANGES_FORMAT, "model": artifacts.file_digest(model_path),
                                "calib": calib.sha256, "method": method, **params})
     path = row_dir / "ranges" / f"{method}-{key}.json"

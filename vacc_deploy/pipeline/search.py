@@ -21,10 +21,12 @@ The result (every trial, the choice, whether the target was met) is cached as JS
 
 With the ``vacc`` numerics (``--numerics vacc``, or ``--backend vacc``, whose trials are then the
 emulated builds) the search covers only what the vamc YAML can express: step 1 also tries both
-``weight_scale`` rules, step 2 grows ``skip_conv_layers`` (the edge convs first, then the convs
-ranked by the analysis of the onnxruntime build of the same method and weights: the analysis reads
-ONNX Runtime's QDQ layout),
-and step 3 is skipped (op types and 7-bit weights are ONNX Runtime options).
+``weight_scale`` rules; step 2 grows ``skip_conv_layers`` along a greedy ranking made on the
+emulated build itself (:mod:`vacc_deploy.pipeline.vacc_rank`: fidelity to fp32 on calibration
+samples; under TVM's rules what a float conv saves depends on its neighbours, which the
+onnxruntime analysis cannot see); when the target is still missed, the other method x
+``weight_scale`` pairs are tried with the best trial's float convs; step 3 is skipped (op types and
+7-bit weights are ONNX Runtime options).
 """
 
 from __future__ import annotations
@@ -39,18 +41,19 @@ import numpy as np
 
 from vacc_deploy import artifacts, machine
 from vacc_deploy.backends import AUTO, DEFAULT_BACKEND, BuildOptions, SessionOptions
-from vacc_deploy.backends.ort.layers import edge_convs, float_layers
+from vacc_deploy.backends.ort.layers import float_layers
 from vacc_deploy.backends.ort.options import resolve_reduce_range
-from vacc_deploy.backends.ort import DEFAULT_NUMERICS, VACC_NUMERICS
+from vacc_deploy.backends.ort import VACC_NUMERICS
 from vacc_deploy.backends.ort.build import BUILD_FORMAT
 from vacc_deploy.backends.vacc import NAME as VACC
 from vacc_deploy.errors import UsageError
+from vacc_deploy.pipeline import vacc_rank
 from vacc_deploy.pipeline.cache import cached_json
 from vacc_deploy.pipeline.requests import ModelRequest
 from vacc_deploy.pipeline.stages import Upstream, build_stage, open_upscaler
 from vacc_deploy.types import WEIGHT_SCALES
 
-SEARCH_FORMAT = 4
+SEARCH_FORMAT = 5  # 5: vacc ranking from the emulated build
 VAL_IMAGES = 12
 #: A trial meets ``--target-drop T`` when its validation drop is within ``MARGIN * T``: calibration
 #: folders hold few images, often of lower quality than evaluation sets, and a model's PSNR drop grows
@@ -144,17 +147,6 @@ def first_trials(base: BuildOptions) -> list[BuildOptions]:
             for m in METHODS for pc in (True, False) for ws in scales]
 
 
-def _vacc_first(fp32_path: Path, base: BuildOptions) -> list[str]:
-    """For the vacc numerics, the edge convs rank first (the image's own quantization and the input
-    mean shift cost LESRCNN half its emulated loss, docs/accuracy.md; the onnxruntime analysis does
-    not see that); nothing for the onnxruntime numerics."""
-    import onnx
-
-    if base.numerics != VACC_NUMERICS or base.float_edges:  # float edges are float already
-        return []
-    return edge_convs(onnx.load(str(fp32_path), load_external_data=False))
-
-
 def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
     """The build options that may make ``base`` faster on ONNX Runtime: ``int8_ops="all"`` (Adds
     int8 too, so every int8 Conv fuses into a QLinearConv) and, on x86 CPUs without VNNI, 7-bit
@@ -191,21 +183,21 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
     base = dataclasses.replace(req.build, precision="int8", target_drop=None, max_float_layers=None)
     t0 = time.perf_counter()
     s = _Setup(up, req, pairs, target)
-    fp32_path = up.exported.onnx_path
     s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
     trials = [_trial(s, opts) for opts in first_trials(base)]
     ranking: list[str] = []
+    greedy: list[dict[str, Any]] = []
     best = _choose(trials)
     if not best["meets"]:
         best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
                                         weight_scale=best["weight_scale"])
-        # The layer analysis reads ONNX Runtime's QDQ layout: a vacc search ranks its convs on the
-        # onnxruntime build of the same method and weights (an approximation, docs/vacc.md).
-        ranked = dataclasses.replace(best_opts, numerics=DEFAULT_NUMERICS)
-        ranked_build = build_stage(up, dataclasses.replace(req, build=ranked))
-        analysis, _, _ = analysis_stage(up, ranked_build, images=ANALYSIS_IMAGES, progress=False)
-        ranking = _vacc_first(fp32_path, base) + [r["layer"] for r in ranked_layers(analysis)]
-        ranking = list(dict.fromkeys(ranking))
+        if base.numerics == VACC_NUMERICS:
+            greedy = vacc_rank.ranking(up, best_opts, limit)
+            ranking = [g["layer"] for g in greedy]
+        else:
+            built = build_stage(up, dataclasses.replace(req, build=best_opts))
+            analysis, _, _ = analysis_stage(up, built, images=ANALYSIS_IMAGES, progress=False)
+            ranking = [r["layer"] for r in ranked_layers(analysis)]
 
         def try_k(k: int) -> dict[str, Any]:
             opts = dataclasses.replace(best_opts, skip_layers=tuple(base.skip_layers) + tuple(ranking[:k]))
@@ -213,6 +205,8 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
             return trials[-1]
 
         _grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
+        if base.numerics == VACC_NUMERICS and not _choose(trials)["meets"]:
+            trials += [_trial(s, o) | {"refine": True} for o in vacc_rank.refinements(_choose(trials), base, METHODS)]
     best = _choose(trials)
     best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
                                     weight_scale=best["weight_scale"], skip_layers=tuple(best["skip_layers"]))
@@ -221,7 +215,8 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
     return {"format": SEARCH_FORMAT, "row": up.config.name, "target_drop_db": target, "margin": MARGIN,
             "max_float_layers": limit,
             "validation": {"folder": str(req.calib.images), "images": [p.name for p in pairs]},
-            "fp32": s.ref, "trials": trials, "ranking": ranking, "chosen": chosen, "met": chosen["meets"],
+            "fp32": s.ref, "trials": trials, "ranking": ranking, "ranking_fidelity_db": greedy,
+            "chosen": chosen, "met": chosen["meets"],
             "seconds": time.perf_counter() - t0}
 
 
@@ -267,7 +262,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != VACC_NUMERICS:
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 3  # 3: edge convs first, then the onnxruntime analysis's ranking
+        opts["vacc_search"] = 7  # 6: greedy ranking (one or two adjacent convs) on the emulation; 7: refine
     return opts
 
 

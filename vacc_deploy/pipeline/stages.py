@@ -60,11 +60,13 @@ def calib_stage(config: RowConfig, exported: ExportResult, calib: CalibRequest, 
 
 
 def ranges_stage(up: Upstream, opts: BuildOptions) -> Ranges:
-    """Activation ranges of the export over the calibration set with ``opts.quant`` (cached).
+    """Activation ranges of the export over the calibration set with the method and percentile of
+    ``opts.calibration`` (``opts.quant``'s, or TVM's rule for the vacc numerics; cached).
     Raises UsageError (option ``calib_images``) without a calibration set."""
     if up.calib is None or opts.quant is None:
         raise UsageError("an int8 build needs calibration images (none given)", option="calib_images")
-    return calibration_ranges(up.exported.onnx_path, up.calib, up.exported.spec, opts.quant, opts.percentile,
+    method, percentile = opts.calibration
+    return calibration_ranges(up.exported.onnx_path, up.calib, up.exported.spec, method, percentile,
                               artifacts.row_workdir(up.config.name, up.workdir))
 
 

@@ -29,7 +29,8 @@ from vacc_deploy.errors import UsageError
 from vacc_deploy.types import INT8_OPS, PRECISIONS
 
 BUILD_FORMAT = 6
-VACC_FORMAT = 2  # bump when the vacc numerics emulation changes (2: numerics in the model's metadata)
+VACC_FORMAT = 4  # bump when the vacc numerics emulation changes (2: numerics in the model's metadata;
+#                 3: partition, multiple references, 99.999 %; 4: TVM's KL threshold)
 FP16_FORMAT = 2  # bump when the fp16 conversion changes (2: duplicate Casts dropped, nodes sorted)
 
 
@@ -56,8 +57,8 @@ def _check(opts: BuildOptions, ranges: Ranges | None) -> None:
         return
     if ranges is None or opts.quant is None:
         raise UsageError("an int8 build needs calibration images (none given)", option="calib_images")
-    if ranges.method != opts.quant:
-        raise UsageError(f"ranges of method {ranges.method} given for an int8 build of method {opts.quant}",
+    if ranges.method != opts.calibration[0]:
+        raise UsageError(f"ranges of method {ranges.method} given for an int8 build of method {opts.calibration[0]}",
                          option="quant")
     if opts.int8_ops not in INT8_OPS:
         raise UsageError(f"'{opts.int8_ops}': expected one of {', '.join(INT8_OPS)}", option="int8_ops")
@@ -70,7 +71,7 @@ def _build_key(model_sha: str, opts: BuildOptions, ranges: Ranges | None, reduce
         "format": BUILD_FORMAT, "model": model_sha, "precision": opts.precision, "quant": opts.quant,
         **({"fp16_format": FP16_FORMAT} if opts.precision == "fp16" else {}),
         "per_channel": opts.per_channel, "skip": list(opts.skip_layers), "edges": opts.float_edges,
-        "percentile": opts.percentile, "int8_ops": opts.int8_ops,
+        "percentile": opts.calibration[1], "int8_ops": opts.int8_ops,
         "reduce_range": reduce_range, "calib": ranges.calib_sha256 if ranges else None,
         **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
         "versions": machine.tool_versions(),
@@ -178,7 +179,7 @@ def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
     if opts.precision != "int8":
         return {"keep_io_types": True}  # fp16 weights and compute, fp32 inputs and outputs
     return {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers), "float_edges": opts.float_edges,
-            "percentile": opts.percentile, "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
+            "percentile": opts.calibration[1], "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
             **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
             **({"numerics": VACC_NUMERICS, "weight_scale": opts.weight_scale} if opts.emulates_vacc else {})}
 

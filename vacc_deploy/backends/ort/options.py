@@ -14,6 +14,7 @@ from vacc_deploy.types import (
     DEFAULT_PERCENTILE,
     DEFAULT_REDUCE_RANGE,
     DEFAULT_WEIGHT_SCALE,
+    VACC_PERCENTILE,
     REDUCE_RANGES,
     ActivationBits,
     CalibMethod,
@@ -22,6 +23,11 @@ from vacc_deploy.types import (
     ReduceRange,
     WeightScale,
 )
+
+
+#: The calibration method giving TVM's threshold for a vamc ``calibrate_mode`` where ours differs
+#: (``kl_divergence.py`` / ``calibrate.cc``: :mod:`vacc_deploy.calibration.tvm_kl`); others as named.
+_TVM_METHODS = {"kl_divergence": "kl_divergence_tvm"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,15 @@ class BuildOptions:
     def emulates_vacc(self) -> bool:
         """An int8 build of the VACC card's arithmetic (emulated on ONNX Runtime)."""
         return self.precision == "int8" and self.numerics == VACC_NUMERICS
+
+    @property
+    def calibration(self) -> tuple[str, float]:
+        """(calibration method of :data:`vacc_deploy.calibration.METHODS`, percentile) that give
+        this build's thresholds: ``quant`` and ``percentile`` for the onnxruntime numerics; for the
+        vacc numerics TVM's own rules (its 99.999 percentile, its KL search: docs/vacc.md)."""
+        if not self.emulates_vacc:
+            return str(self.quant), self.percentile
+        return _TVM_METHODS.get(str(self.quant), str(self.quant)), VACC_PERCENTILE
 
 
 def precision_label(precision: str, numerics: str | None) -> str:

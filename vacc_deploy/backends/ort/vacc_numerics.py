@@ -7,23 +7,24 @@ Arithmetic (``python/tvm/relay/quantize/_calibrate.py`` ``_set_params``; ``reali
 
 * int8 activations are symmetric, zero point 0, scale ``threshold / 128`` (``2 ** (nbit - sign)``
   with ``nbit_input=8``), clipped to ``[-127, 127]``: the threshold itself rounds to 128 and is
-  clipped to 127. Emulated as ``Clip(-127 s, 127 s) -> QuantizeLinear(int8) -> DequantizeLinear``.
+  clipped to 127. Emulated in float ops: ``Clip(Round(x * (1/s)), -127, 127) * s``.
 * weights (WEIGHT kind) the same with ``threshold = max|w|`` (``weight_scale="max"``) or
   ``2 ** ceil(log2 max|w|)`` (``"power2"``); per output channel when ``per_channel`` (a vendor
   extension: upstream TVM is per-tensor; we apply the same rule per channel). A Conv bias is an
   ``add`` of a constant to the conv output after ``CanonicalizeOps``, so upstream quantizes it as a
-  WEIGHT too: int8, per tensor. Stored as int8 initializers read through ``DequantizeLinear``.
+  WEIGHT too: int8, per tensor. Stored as float32 initializers holding exactly ``code * scale``.
 * accumulation is int32 (``nbit_activation=32``): a conv output stays exact until something asks for
-  8 bits; the emulation computes it in float32 from the int8 operands.
+  8 bits; the emulation computes it in float32 from the int8 operands. Two int8-domain values added
+  (or concatenated) meet at the smaller of their scales (``UnifyDTypeScale``): the coarser one is
+  rounded onto the finer grid unless the ratio is an integer (``MulAndDiv``).
 
-Where 8-bit rounding happens (``_annotate.py``; an ``INPUT`` quantize = 8 bits, ``ACTIVATION`` =
-32 bits): a quantized conv's data input (unless already int8); the *second* input of an ``add`` of two
-conv results (the first stays int32), or the non-quantized side of an ``add``/``multiply`` with one
-quantized input (a constant as a WEIGHT); the input of a max pool. ``relu``/``clip``/``reshape``/
-``transpose``/``strided_slice``/``avg_pool`` pass the kind through; a ``concatenate`` rescales its
-inputs to a common scale in int32 (no 8-bit rounding; a float input is only clipped to its
-threshold). Every other op (DepthToSpace, LeakyRelu, Resize, Sub, ...) is not annotated by TVM: it
-runs in float on the dequantized value, and its output is float until the next quantized op.
+Where 8-bit rounding happens: the annotate rules per op (:mod:`vacc_deploy.backends.ort.tvm_rules`,
+``_annotate.py``) plus two graph-level rules (:mod:`vacc_deploy.backends.ort.tvm_passes`): a 32-bit value
+is rounded to int8 wherever TVM's partition pass puts a ``cast_hint`` (before a conv, before both
+sides of an ``add`` of two conv results, before every op without a quantize rule such as
+DepthToSpace, and on the function's result), and an annotated value read by more than one
+consumer is rounded to int8 once for all of them. Ops without a rule run in float on the
+dequantized value.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ VALID_RANGE = 128.0
 QMAX = 127.0
 
 Kind = Literal["input", "activation"]  # TVM's QAnnotateKind.INPUT (int8) / ACTIVATION (int32)
-_PASS_THROUGH = {"Relu", "Clip", "Reshape", "Transpose", "Slice", "Flatten", "Identity", "AveragePool"}
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -87,8 +87,10 @@ def quantize_weight(w: np.ndarray, mode: str, per_channel: bool) -> tuple[np.nda
 
 @dataclass
 class _Emitter:
-    """Builds the emulated graph: new nodes and initializers, the kind of each tensor, memoized
-    quantize points (TVM's ``qnode_map``: one per tensor and kind)."""
+    """Builds the emulated graph: new nodes and initializers, the annotate kind of each tensor, the
+    int8-domain scale of each realized value that has one (``coarse``: an int8 tensor, or an int32
+    sum of int8 tensors at the smaller scale), memoized quantize points (TVM's ``qnode_map``: one per
+    tensor and kind)."""
 
     thresholds: Mapping[str, float]
     weight_scale: str
@@ -97,6 +99,7 @@ class _Emitter:
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     new_inits: list[onnx.TensorProto] = field(default_factory=list)
     kind: dict[str, Kind] = field(default_factory=dict)
+    coarse: dict[str, float] = field(default_factory=dict)
     memo: dict[tuple[str, str], str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"int8_activations": 0, "int8_weights": 0})
 
@@ -108,22 +111,28 @@ class _Emitter:
         if name in self.inits:
             return float(np.abs(self.inits[name]).max())
         if name not in self.thresholds:
-            raise BuildError(f"no calibration range for tensor {name!r} (the vacc profile quantizes it)")
+            tensor = name.removesuffix("__vacc_fp")
+            raise BuildError(f"no calibration range for tensor {tensor!r} (the vacc profile quantizes it)")
         return float(self.thresholds[name])
 
     def int8(self, name: str) -> str:
-        """An INPUT quantize of tensor ``name``: 8 bits at ``threshold / 128``, clipped to +-127."""
+        """An INPUT quantize of tensor ``name``: 8 bits at ``threshold / 128``, clipped to +-127,
+        in float ops (``QuantizeRealize``'s "quantize from real": ``Clip(Round(x * (1/s)))``, then
+        times ``s``). Not QuantizeLinear/DequantizeLinear: ONNX Runtime's QDQ transformers would
+        re-quantize the float weights of a Conv between such a pair (per tensor)."""
         key = (name, "input")
         if key not in self.memo:
             t = self._threshold(name)
             s = np.float32(t / VALID_RANGE if t > 0 else 1.0 / VALID_RANGE)
             base = f"{name}__vacc"
-            lo, hi = self._const(base + "_lo", np.float32(-QMAX * s)), self._const(base + "_hi", np.float32(QMAX * s))
-            sc, zp = self._const(base + "_scale", s), self._const(base + "_zp", np.int8(0))
-            self.nodes += [helper.make_node("Clip", [name, lo, hi], [base + "_c"], name=base + "_clip"),
-                           helper.make_node("QuantizeLinear", [base + "_c", sc, zp], [base + "_q"], name=base + "_q"),
-                           helper.make_node("DequantizeLinear", [base + "_q", sc, zp], [base], name=base + "_dq")]
+            inv, sc = self._const(base + "_inv", np.float32(1.0) / s), self._const(base + "_scale", s)
+            lo, hi = self._const(base + "_lo", np.float32(-QMAX)), self._const(base + "_hi", np.float32(QMAX))
+            self.nodes += [helper.make_node("Mul", [name, inv], [base + "_m"], name=base + "_mul"),
+                           helper.make_node("Round", [base + "_m"], [base + "_r"], name=base + "_round"),
+                           helper.make_node("Clip", [base + "_r", lo, hi], [base + "_q"], name=base + "_clip"),
+                           helper.make_node("Mul", [base + "_q", sc], [base], name=base + "_back")]
             self.memo[key] = base
+            self.coarse[base] = float(s)
             self.counts["int8_activations"] += 1
         return self.memo[key]
 
@@ -139,80 +148,54 @@ class _Emitter:
         return self.memo[key]
 
     def weight(self, name: str, per_channel: bool) -> str:
-        """A WEIGHT quantize of initializer ``name``: int8 codes read through DequantizeLinear."""
+        """A WEIGHT quantize of initializer ``name``: its int8 codes times their scale, stored as a
+        float32 initializer (what ``DequantizeLinear`` of the int8 codes computes, bit for bit)."""
         key = (name, f"weight{int(per_channel)}")
         if key not in self.memo:
             codes, scale = quantize_weight(self.inits[name], self.weight_scale, per_channel)
-            base = f"{name}__vaccw{int(per_channel)}"
-            q, sc = self._const(base + "_q", codes), self._const(base + "_scale", scale)
-            zp = self._const(base + "_zp", np.zeros(scale.shape, np.int8))
-            attrs = {"axis": 0} if scale.ndim else {}
-            self.nodes.append(helper.make_node("DequantizeLinear", [q, sc, zp], [base], name=base + "_dq", **attrs))
-            self.memo[key] = base
+            shape = (-1,) + (1,) * (codes.ndim - 1) if scale.ndim else ()
+            self.memo[key] = self._const(f"{name}__vaccw{int(per_channel)}",
+                                         (codes.astype(np.float32) * scale.reshape(shape)).astype(np.float32))
             self.counts["int8_weights"] += 1
         return self.memo[key]
 
+    def rescale(self, name: str, s_to: float) -> str:
+        """``MulAndDiv`` (``realize.cc``) of the int8-domain value ``name`` (scale ``coarse[name]``)
+        to the smaller scale ``s_to``: exact for an integer factor (shift or multiply), else a
+        fixed-point multiply that rounds to the nearest multiple of ``s_to``."""
+        factor = self.coarse[name] / s_to
+        if abs(factor - round(factor)) < 1e-6:
+            return name
+        key = (name, f"rescale{s_to!r}")
+        if key not in self.memo:
+            base = f"{name}__vaccr{len(self.memo)}"
+            inv, sc = self._const(base + "_inv", np.float32(1.0 / s_to)), self._const(base + "_s", np.float32(s_to))
+            self.nodes += [helper.make_node("Mul", [name, inv], [base + "_m"], name=base + "_mul"),
+                           helper.make_node("Round", [base + "_m"], [base + "_r"], name=base + "_round"),
+                           helper.make_node("Mul", [base + "_r", sc], [base], name=base + "_back")]
+            self.memo[key] = base
+        return self.memo[key]
 
-def _binary(e: _Emitter, node: onnx.NodeProto) -> tuple[list[str], Kind | None]:
-    """``add`` / ``multiply`` (``_annotate.py`` ``add_rewrite`` / ``multiply_rewrite``): new inputs
-    and the output kind. A float side next to a quantized one is quantized (a constant as WEIGHT)."""
-    a, b = node.input[0], node.input[1]
-    ka, kb = e.kind.get(a), e.kind.get(b)
-    if ka is None and kb is None:
-        return [a, b], None
-
-    def side(name: str) -> str:
-        return e.weight(name, False) if name in e.inits else e.int8(name)
-
-    if node.op_type == "Mul":
-        if ka is not None and kb is not None:
-            return [a, b], None  # TVM raises ValueError here; we leave the product in float (docs/vacc.md)
-        a2 = e.int8(a) if ka == "activation" else (a if ka else side(a))
-        b2 = e.int8(b) if kb == "activation" else (b if kb else side(b))
-        return [a2, b2], "activation"
-    if ka is None:
-        return [e.int8(a), b], "input"
-    if kb is None:
-        return [a, side(b)], "activation"
-    if ka == kb == "input":
-        return [a, b], "input"
-    if ka == kb == "activation":
-        return [a, e.int8(b)], "activation"
-    return [a, b], "activation"
-
-
-def _rewrite(e: _Emitter, node: onnx.NodeProto, skipped: bool) -> tuple[list[str], Kind | None]:
-    """New inputs of ``node`` and the kind of its outputs (None: float)."""
-    ins = list(node.input)
-    kinds = [e.kind.get(i) for i in ins]
-    if node.op_type == "Conv" and not skipped and len(ins) >= 2 and ins[1] in e.inits:
-        x = ins[0] if kinds[0] == "input" else e.int8(ins[0])
-        new = [x, e.weight(ins[1], e.per_channel)]
-        if len(ins) > 2 and ins[2]:
-            new.append(e.weight(ins[2], False))  # bias: add(conv, const) -> WEIGHT, per tensor
-        return new, "activation"
-    if node.op_type in ("Add", "Mul") and len(ins) == 2:
-        return _binary(e, node)
-    if node.op_type == "Concat":
-        if all(k is None for k in kinds):
-            return ins, None
-        return [e.clip32(i) if k is None else i for i, k in zip(ins, kinds)], "activation"
-    if node.op_type == "MaxPool":
-        if kinds[0] is None:
-            return ins, None
-        return [e.int8(ins[0]) if kinds[0] == "activation" else ins[0]], "input"
-    if node.op_type in _PASS_THROUGH and kinds and kinds[0] is not None:
-        return ins, kinds[0]
-    return ins, None
+    def unify(self, names: list[str]) -> tuple[list[str], float | None]:
+        """``UnifyDTypeScale`` of two int8-domain values: both at the smaller of their scales (the
+        other one rescaled). Values without an int8-domain scale (32-bit conv results, at scales
+        ~1e-5) are left as they are: rescaling onto such a scale is exact to float32 precision."""
+        if len(names) != 2 or not all(n in self.coarse for n in names):
+            return names, None
+        s = min(self.coarse[n] for n in names)
+        return [self.rescale(n, s) if self.coarse[n] > s else n for n in names], s
 
 
 def emulate(model: onnx.ModelProto, thresholds: Mapping[str, float], *, weight_scale: str,
             per_channel: bool, float_convs: Collection[str]) -> tuple[onnx.ModelProto, dict]:
-    """The emulated model of fp32 ``model`` and a summary (counts, float convs, ops left float).
+    """The emulated model of fp32 ``model`` and a summary (counts, float convs, ops left float,
+    whether the output is rounded to int8).
 
     ``thresholds`` maps every tensor the profile quantizes to its symmetric threshold (> 0);
     ``float_convs`` are Conv node names kept in float (``skip_conv_layers``). Raises UsageError
     (unknown node name, weight scale) or BuildError (missing threshold)."""
+    from vacc_deploy.backends.ort.tvm_rules import annotate
+
     convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
     unknown = sorted(set(float_convs) - convs)
     if unknown:
@@ -220,23 +203,29 @@ def emulate(model: onnx.ModelProto, thresholds: Mapping[str, float], *, weight_s
     if weight_scale not in WEIGHT_SCALES:
         raise UsageError(f"weight_scale {weight_scale!r}: expected one of {', '.join(WEIGHT_SCALES)}")
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    e = _Emitter(thresholds, weight_scale, per_channel, inits)
-    float_ops: set[str] = set()
-    for node in model.graph.node:
-        ins, kind = _rewrite(e, node, node.name in float_convs)
-        new = onnx.NodeProto()
-        new.CopyFrom(node)
-        del new.input[:]
-        new.input.extend(ins)
-        e.nodes.append(new)
-        for o in node.output:
-            if kind is not None:
-                e.kind[o] = kind
-        if kind is None and node.op_type != "Conv":
-            float_ops.add(node.op_type)
+    work, aliases = _rename_outputs(model)
+    e = _Emitter({**thresholds, **{new: thresholds[old] for new, old in aliases.items() if old in thresholds}},
+                 weight_scale, per_channel, inits)
+    float_ops, int8_outputs = annotate(e, work, set(float_convs))
     summary = {**e.counts, "float_convs": [n for n in tvm_conv_order(model) if n in float_convs],
-               "float_op_types": sorted(float_ops)}
+               "float_op_types": sorted(float_ops), "int8_outputs": int8_outputs}
     return _assemble(model, e), summary
+
+
+def _rename_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """A copy of ``model`` whose graph outputs are produced under new names (``<name>__vacc_fp``),
+    so the emulation can put a quantize between the last node and the output it names."""
+    outs = {o.name: f"{o.name}__vacc_fp" for o in model.graph.output}
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    for node in work.graph.node:
+        for seq in (node.input, node.output):
+            for i, name in enumerate(seq):
+                if name in outs:
+                    seq[i] = outs[name]
+    for o in work.graph.output:
+        o.name = outs[o.name]
+    return work, {new: old for old, new in outs.items()}
 
 
 def _assemble(model: onnx.ModelProto, e: _Emitter) -> onnx.ModelProto:
@@ -263,6 +252,7 @@ def quantize_vacc(fp32_model_path: str | Path, out_path: str | Path, ranges: Map
     """Write the ``vacc``-profile QDQ model of ``fp32_model_path`` to ``out_path`` (atomically) from
     calibrated ``ranges`` (tensor -> (min, max); the threshold is the larger magnitude). Returns the
     :func:`emulate` summary. Raises UsageError / BuildError; never leaves a partial file."""
+    import vacc_deploy.calibration  # noqa: F401 (first: it and backends.ort.qdq import each other)
     from vacc_deploy.backends.ort.qdq import load_model, save_checked
 
     model, summary = emulate(load_model(fp32_model_path), symmetric_thresholds(ranges), weight_scale=weight_scale,
