@@ -20,8 +20,19 @@ from vacc_deploy.evaluation.protocols import Candidate, evaluate
 from vacc_deploy.imaging.datasets import find_pairs
 from vacc_deploy.evaluation.upscaler import Upscaler
 from vacc_deploy import artifacts
+from vacc_deploy.calibration.methods import KLCalibration, MethodSettings
 from vacc_deploy.calibration.ranges import calibration_ranges
 from vacc_deploy.pipeline import CalibRequest, ModelRequest, prepare
+
+
+
+class _OrtKL(KLCalibration):
+    """Our kl_divergence with ONNX Runtime's exact rule (the bin holding zero kept in the search)."""
+
+    @classmethod
+    def configured(cls, settings: MethodSettings) -> KLCalibration:
+        return KLCalibration(num_quantized_bins=settings.num_quantized_bins, ort_compat=True)
+
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VARIANTS = [  # (label, build options, KL with ORT's rule)
@@ -60,7 +71,7 @@ def main() -> int:
         if ort_rule:
             import vacc_deploy.calibration.methods as methods
 
-            methods.METHODS["kl_divergence"] = lambda **kw: methods.KLCalibration(**{**kw, "ort_compat": True})
+            methods.METHODS["kl_divergence"] = _OrtKL
         ranges = calibration_ranges(exported.onnx_path, calib, spec, opts.quant, opts.percentile,
                                     artifacts.row_workdir(row_name, args.workdir))
         built = build_onnxruntime(exported.onnx_path, opts, row=row_name, ranges=ranges, workdir=args.workdir)

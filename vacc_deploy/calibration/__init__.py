@@ -37,7 +37,7 @@ from vacc_deploy.calibration.collect import (
     open_chain,
     stream_chain,
 )
-from vacc_deploy.calibration.methods import METHODS
+from vacc_deploy.calibration.methods import METHODS, MethodSettings
 from vacc_deploy.calibration.stats import TensorStats
 
 __all__ = [
@@ -94,7 +94,8 @@ def _make_method(method: str, percentile: float, num_quantized_bins: int, ort_co
         known = ", ".join(sorted(METHODS))
         raise UsageError(f"unknown calibration method {method!r}: expected one of {known}")
     try:
-        return METHODS[method](percentile=percentile, num_quantized_bins=num_quantized_bins, ort_compat=ort_compat)
+        settings = MethodSettings(percentile=percentile, num_quantized_bins=num_quantized_bins, ort_compat=ort_compat)
+        return METHODS[method].configured(settings)
     except ValueError as exc:
         raise UsageError(f"calibration method {method!r}: {exc}") from exc
 

@@ -19,12 +19,14 @@ cost (the one-pass histograms are within the bound stated in :mod:`~vacc_deploy.
   every bin of a chunk, tail bins of ``q`` left at zero, eps-smoothing) so thresholds match ORT's.
   ORT's default is ``num_bins=128`` (only one candidate window, i.e. no search); we default to 2048.
 
-Adding a method: write a class with ``hist_kind`` and ``compute_range`` and add it to ``METHODS``.
+Adding a method: write a class with ``hist_kind``, ``compute_range`` and ``configured`` (the
+:class:`Method` protocol) and add it to ``METHODS``.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -32,6 +34,32 @@ from vacc_deploy.calibration.tvm_kl import CALIBRATE_PARAMS as TVM_KL_PARAMS, TV
 from vacc_deploy.calibration.stats import HistogramKind, TensorStats
 
 Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """What :func:`vacc_deploy.calibration.calibrate` was asked for; each method reads the fields it
+    uses (``configured``) and ignores the others. ``percentile`` in % (percentile only);
+    ``num_quantized_bins`` the KL searches' target bins; ``ort_compat`` ONNX Runtime's exact rules."""
+
+    percentile: float = 99.99
+    num_quantized_bins: int = 128
+    ort_compat: bool = False
+
+
+class Method(Protocol):
+    """A calibration method: the histogram it needs (None: min/max only) and the range it derives."""
+
+    hist_kind: ClassVar[HistogramKind | None]
+
+    @classmethod
+    def configured(cls, settings: MethodSettings) -> "Method":
+        """An instance set up from ``settings`` (ValueError for settings out of range)."""
+        ...
+
+    def compute_range(self, stats: TensorStats) -> Range:
+        """(lo, hi) of one tensor from its statistics over the calibration set."""
+        ...
 
 
 def _clip(lo: float, hi: float, stats: TensorStats) -> Range:
@@ -50,8 +78,10 @@ class MaxCalibration:
 
     hist_kind: ClassVar[HistogramKind | None] = None
 
-    def __init__(self, **_: object) -> None:
-        pass
+    @classmethod
+    def configured(cls, settings: MethodSettings) -> "MaxCalibration":
+        """No parameters."""
+        return cls()
 
     def compute_range(self, stats: TensorStats) -> Range:
         """Return (min, max) seen over all images."""
@@ -63,7 +93,12 @@ class PercentileCalibration:
 
     hist_kind: ClassVar[HistogramKind | None] = "abs"
 
-    def __init__(self, percentile: float = 99.99, symmetric: bool = True, **_: object) -> None:
+    @classmethod
+    def configured(cls, settings: MethodSettings) -> "PercentileCalibration":
+        """``settings.percentile``, symmetric."""
+        return cls(percentile=settings.percentile)
+
+    def __init__(self, percentile: float = 99.99, symmetric: bool = True) -> None:
         if not 0.0 <= percentile <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {percentile}")
         self.percentile = percentile
@@ -139,7 +174,12 @@ class KLCalibration:
 
     hist_kind: ClassVar[HistogramKind | None] = "signed"
 
-    def __init__(self, num_quantized_bins: int = 128, ort_compat: bool = False, **_: object) -> None:
+    @classmethod
+    def configured(cls, settings: MethodSettings) -> "KLCalibration":
+        """``settings.num_quantized_bins`` and ``settings.ort_compat``."""
+        return cls(num_quantized_bins=settings.num_quantized_bins, ort_compat=settings.ort_compat)
+
+    def __init__(self, num_quantized_bins: int = 128, ort_compat: bool = False) -> None:
         self.num_quantized_bins = num_quantized_bins
         self.ort_compat = ort_compat
 
@@ -190,7 +230,12 @@ class MSECalibration:
 
     hist_kind: ClassVar[HistogramKind | None] = "signed"
 
-    def __init__(self, grid: int = 48, **_: object) -> None:
+    @classmethod
+    def configured(cls, settings: MethodSettings) -> "MSECalibration":
+        """The default grid (no setting applies)."""
+        return cls()
+
+    def __init__(self, grid: int = 48) -> None:
         self.grid = grid
 
     def compute_range(self, stats: TensorStats) -> Range:
@@ -211,7 +256,7 @@ class MSECalibration:
         return _clip(float(los[min(i, los.shape[0] - 1), 0, 0]), float(his[0, min(j, his.shape[1] - 1), 0]), stats)
 
 
-METHODS: dict[str, type] = {
+METHODS: dict[str, type[Method]] = {
     "max": MaxCalibration,
     "percentile": PercentileCalibration,
     "kl_divergence": KLCalibration,

@@ -14,11 +14,14 @@ distribution (``sliced_nd_hist[0]`` is never set) and spreads a chunk's count ov
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from vacc_deploy.calibration.stats import HistogramKind, TensorStats
+
+if TYPE_CHECKING:
+    from vacc_deploy.calibration.methods import MethodSettings
 
 #: ``_find_scale_by_kl`` defaults; pass them to :func:`vacc_deploy.calibration.calibrate`.
 CALIBRATE_PARAMS = {"num_bins": 8001, "num_quantized_bins": 255}
@@ -66,7 +69,12 @@ class TVMKLCalibration:
 
     hist_kind: ClassVar[HistogramKind | None] = "signed"
 
-    def __init__(self, num_quantized_bins: int = 255, **_: object) -> None:
+    @classmethod
+    def configured(cls, settings: MethodSettings) -> "TVMKLCalibration":
+        """``settings.num_quantized_bins`` (pass :data:`CALIBRATE_PARAMS`: TVM's is 255)."""
+        return cls(num_quantized_bins=settings.num_quantized_bins)
+
+    def __init__(self, num_quantized_bins: int = 255) -> None:
         self.num_quantized_bins = num_quantized_bins
 
     def compute_range(self, stats: TensorStats) -> tuple[float, float]:
