@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vacc_deploy import artifacts
+from vacc_deploy.artifacts.guard import stage_lock
 from vacc_deploy.calibration.dataset import CalibSet, CalibSource
 from vacc_deploy.errors import UsageError
 from vacc_deploy.spec import ModelSpec
@@ -58,11 +59,11 @@ def _read(path: Path, method: str) -> Ranges | None:
 def calibration_ranges(model_path: Path, calib: CalibSet, spec: ModelSpec, method: str, percentile: float,
                        row_dir: Path) -> Ranges:
     """Activation ranges of ``model_path`` over ``calib`` with ``method`` (cached on disk; one pass
-    over the set, see :func:`vacc_deploy.calibration.calibrate`).
+    over the set, see :func:`vacc_deploy.calibration.calibrate`). Calibration holds the stage lock
+    of the ranges file (``.<file>.lock`` beside it), so concurrent identical requests calibrate once.
 
     Raises UsageError (option ``quant``) for an unknown method, and what ``calibrate`` raises.
     """
-    from vacc_deploy.calibration import calibrate
     from vacc_deploy.calibration.methods import METHOD_PARAMS, METHODS
 
     if method not in METHODS:
@@ -72,10 +73,20 @@ def calibration_ranges(model_path: Path, calib: CalibSet, spec: ModelSpec, metho
     key = artifacts.stage_key({"format": RANGES_FORMAT, "model": artifacts.file_digest(model_path),
                                "calib": calib.sha256, "method": method, **params})
     path = row_dir / "ranges" / f"{method}-{key}.json"
-    if path.is_file():
-        cached = _read(path, method)
+    cached = _read(path, method) if path.is_file() else None
+    if cached is not None:
+        return cached
+    with stage_lock(path):  # a second process asking for the same ranges waits, then reads them
+        cached = _read(path, method) if path.is_file() else None
         if cached is not None:
             return cached
+        return _calibrated(path, model_path, calib, spec, method, params)
+
+
+def _calibrated(path: Path, model_path: Path, calib: CalibSet, spec: ModelSpec, method: str,
+                params: dict[str, Any]) -> Ranges:
+    from vacc_deploy.calibration import calibrate
+
     t0 = time.perf_counter()
     result = calibrate(model_path, CalibSource(calib, spec), method, **params)
     info = {"method": method, "params": params, "images": calib.num, "calib_sha256": calib.sha256,
