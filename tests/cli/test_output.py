@@ -52,3 +52,27 @@ def test_one_vocabulary_of_quant_methods() -> None:
     assert all(m in helps["quant"] for m in QUANT_METHODS)
     assert "(default fp32,fp16,int8)" in helps["precisions"]
     assert pipeline.get_default("precisions") == "fp32,fp16,int8"
+
+
+def test_build_output_reads_ranges_cached_by_earlier_versions(capsys) -> None:
+    """A reused build whose calibration info predates a key (here ``n_skipped_images`` and
+    ``segments``, absent from ranges cached by earlier versions) prints, without an internal error."""
+    from pathlib import Path
+
+    from vacc_deploy.backends.base import BuiltModel
+    from vacc_deploy.cli.build_cmd import _print_onnx
+    from vacc_deploy.config import load_row
+    from vacc_deploy.spec import ModelSpec
+
+    config = load_row("lesrcnn_x2")
+    manifest = {"calibration": {"images": 50, "method": "percentile", "params": {"percentile": 99.99},
+                                "seconds_per_image": 0.5, "peak_rss_mb": 100.0},
+                "float_layers": ["/conv0/Conv"], "float_layer_indices": [0],
+                "settings": {"per_channel": True, "reduce_range": False, "int8_ops": "compute"}}
+    built = BuiltModel(row="lesrcnn_x2", spec=ModelSpec(scale=2), input_shape=(1, 3, 128, 128), precision="int8",
+                       quant="percentile", onnx_path=Path("model.onnx"), numerics="onnxruntime",
+                       manifest=manifest, cached=True)
+    _print_onnx(config, built, "onnxruntime")
+    out = capsys.readouterr().out
+    assert "50 samples, percentile" in out and "unreadable" not in out and "reused" in out
+    assert "one pass through ? segment(s)" in out

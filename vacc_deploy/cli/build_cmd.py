@@ -28,11 +28,12 @@ def _print_onnx(config, built, backend: str) -> None:
     m = built.manifest
     if "calibration" in m:
         c = m["calibration"]
-        print(f"  calib    {c['images']} samples, {c['method']} {c.get('params') or ''} "
-              f"({c['n_skipped_images']} unreadable images skipped)")
+        skipped = c.get("n_skipped_images")  # absent from ranges cached by earlier versions
+        print(f"  calib    {c['images']} samples, {c['method']} {c.get('params') or ''}"
+              + (f" ({skipped} unreadable images skipped)" if skipped is not None else ""))
         if c.get("seconds_per_image") is not None:
             rss = f", peak RSS {c['peak_rss_mb']:.0f} MB" if c.get("peak_rss_mb") else ""
-            print(f"           {c['seconds_per_image']:.2f} s/img, one pass through {c['segments']} segment(s){rss}")
+            print(f"           {c['seconds_per_image']:.2f} s/img, one pass through {c.get('segments', '?')} segment(s){rss}")
         print(f"  float    {', '.join(m['float_layers']) or 'none'} (Conv indices {m['float_layer_indices']})")
         print(f"  weights  {'per-channel' if m['settings']['per_channel'] else 'per-tensor'}, "
               f"{'7-bit (reduce_range)' if m['settings']['reduce_range'] else '8-bit'}"
