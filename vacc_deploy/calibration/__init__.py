@@ -174,8 +174,11 @@ def calibrate(
 ) -> CalibrationResult:
     """Compute activation ranges of ``model_path`` over ``source`` with ``method``.
 
-    ``ort_compat`` makes ``kl_divergence`` follow ONNX Runtime's entropy calibrator exactly (see
-    :class:`~vacc_deploy.calibration.methods.KLCalibration` for our default's one difference).
+    ``ort_compat`` reproduces ONNX Runtime's calibrators: ``kl_divergence`` follows its entropy
+    calibrator exactly (see :class:`~vacc_deploy.calibration.methods.KLCalibration` for our default's one
+    difference), and the sessions use the optimization level whose activations are bit-identical to
+    ORT's (slower; by default they differ by < 1e-6 of each tensor's largest magnitude, see
+    :mod:`~vacc_deploy.calibration.collect`).
 
     One forward pass per image (``max_segment_bytes``: the budget of one segment's fp32 tensors).
     Side effect: resets the process's peak-RSS mark (Linux) to measure calibration's own peak.
@@ -195,7 +198,7 @@ def calibrate(
     stats = {k: TensorStats(calib.hist_kind, num_bins) for k in names if k not in derived}
     _reset_peak_rss()
     t0 = time.perf_counter()
-    chain = open_chain(model, list(stats), max_segment_bytes)
+    chain = open_chain(model, list(stats), max_segment_bytes, exact=ort_compat)
     del model  # the sessions hold the weights; the full graph is not needed any more
     with progress_bar(total=n, desc=f"calibrate ({method})", unit="img", disable=not progress, leave=False) as bar, \
             _Overlapped(stats) as fold:

@@ -17,14 +17,18 @@ process-wide ORT arena (``session.use_env_allocators``, extend strategy "same as
 memory freed by one segment is reused by the next instead of page-faulted in again every run; it
 stays reserved by the process after calibration.
 
-Graph optimizations: ``ORT_ENABLE_EXTENDED``. Measured with every calibrated tensor a graph output
-(ORT 1.32): BASIC and EXTENDED give tensors bit-identical to ORT_DISABLE_ALL (what ORT's
-calibrators use; tests/quant/test_vs_ort.py checks ours against them) on lesrcnn_x2 (128x128; both)
-and bicubic_pp_x3 (1080x1920; EXTENDED); ENABLE_ALL does not (its NCHWc convolutions differ by up
-to 7e-6 on lesrcnn_x2). On lesrcnn_x2 EXTENDED with a shared arena ran within 6 % of the plain
-ENABLE_ALL inference session and faster than ENABLE_ALL with the tensors exposed (each needs a
-layout reorder); on two 256-channel 3x3 convs at 128x128 (full EDSR's layers) EXTENDED was about
-7 % slower than ENABLE_ALL.
+Graph optimizations: ``ORT_ENABLE_ALL`` by default, the level of the fp32 inference session (its
+NCHWc convolutions are what make ORT fast on AVX2: on lesrcnn_x2, 2-core AVX2 EPYC, the same
+session at ORT_ENABLE_EXTENDED took 1.32x as long; exposing the calibrated tensors costs ENABLE_ALL
+a layout reorder each, about 7 %). Its tensors are not bit-identical to ORT_DISABLE_ALL (what ORT's
+own calibrators use): the NCHWc kernels sum in another order. Measured with every calibrated tensor
+a graph output (ORT 1.32, 3 images): at most 9.1e-7 of the tensor's largest magnitude on
+lesrcnn_x2 (128x128), at most 6.4e-7 on bicubic_pp_x3 (1080x1920) -- about 1/2000 of a final
+histogram bin, so the bounds of :mod:`vacc_deploy.calibration.stats` hold with it (a value moves across a
+final edge only from within that distance of it), and ``max`` ranges are within that of ORT's.
+``exact=True`` (``calibrate(..., ort_compat=True)``) uses ``ORT_ENABLE_EXTENDED`` instead: BASIC and
+EXTENDED gave tensors bit-identical to ORT_DISABLE_ALL (tests/quant/test_vs_ort.py checks ours
+against ORT's calibrators) on lesrcnn_x2 (both) and bicubic_pp_x3 (EXTENDED).
 """
 
 from __future__ import annotations
@@ -188,9 +192,10 @@ def model_input_name(model: onnx.ModelProto) -> str:
 _ENV_ARENA: list[bool] = []
 
 
-def _session_options():  # -> onnxruntime.SessionOptions
-    """ORT_ENABLE_EXTENDED (values bit-identical to no optimization, see module docstring), no
-    spinning threads, and the process-wide arena shared by every segment's session."""
+def _session_options(exact: bool = False):  # -> onnxruntime.SessionOptions
+    """ORT_ENABLE_ALL, or ORT_ENABLE_EXTENDED when ``exact`` (values bit-identical to no optimization;
+    see module docstring), no spinning threads, and the process-wide arena shared by every segment's
+    session."""
     import onnxruntime as ort
 
     if not _ENV_ARENA:
@@ -203,7 +208,8 @@ def _session_options():  # -> onnxruntime.SessionOptions
             _ENV_ARENA.append(False)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    level = ort.GraphOptimizationLevel
+    opts.graph_optimization_level = level.ORT_ENABLE_EXTENDED if exact else level.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if _ENV_ARENA[0]:
         opts.add_session_config_entry("session.use_env_allocators", "1")
@@ -212,11 +218,12 @@ def _session_options():  # -> onnxruntime.SessionOptions
     return opts
 
 
-def _session(model: onnx.ModelProto):  # -> onnxruntime.InferenceSession
+def _session(model: onnx.ModelProto, exact: bool = False):  # -> onnxruntime.InferenceSession
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(model.SerializeToString(), _session_options(), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model.SerializeToString(), _session_options(exact),
+                                    providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise BuildError(f"onnxruntime cannot load a calibration segment: {exc}") from exc
 
@@ -236,16 +243,18 @@ class Chain:
     segments: list[tuple[Segment, Any]]
 
 
-def open_chain(model: onnx.ModelProto, names: Sequence[str], max_bytes: int = DEFAULT_SEGMENT_BYTES) -> Chain:
+def open_chain(model: onnx.ModelProto, names: Sequence[str], max_bytes: int = DEFAULT_SEGMENT_BYTES,
+               exact: bool = False) -> Chain:
     """Plan the segments of ``model`` (shape-inferred) for tensors ``names`` under ``max_bytes`` and
-    open one ORT session per segment that returns something. The chain does not keep ``model``."""
+    open one ORT session per segment that returns something (``exact``: the optimization level whose
+    values are bit-identical to ORT's calibrators', see module). The chain does not keep ``model``."""
     import onnx.utils
 
     input_name = model_input_name(model)
     sizes = {n: tensor_nbytes(model, n) for n in _value_infos(model)}
     planned = plan_segments(model, sizes, [n for n in names if n != input_name], max_bytes)
     extractor = onnx.utils.Extractor(model)
-    return Chain(input_name, [(seg, _session(segment_model(extractor, seg))) for seg in planned if seg.outputs])
+    return Chain(input_name, [(seg, _session(segment_model(extractor, seg), exact)) for seg in planned if seg.outputs])
 
 
 def stream_chain(

@@ -12,7 +12,8 @@ the cumulative count at an edge is exact where the edge is a grid edge or falls 
 bin, and otherwise interpolated linearly inside the one grid bin that straddles it (off by less
 than that bin's count). With ``bins = 16 * num_bins`` a grid bin is at most 1/8 of a final bin.
 
-Counting runs in a compiled, multi-threaded loop (numba); NaN and +-inf are not counted.
+Counting runs in a compiled, multi-threaded loop (numba); NaN and +-inf are not counted. An array
+the caller knows to be finite takes the faster loop (:func:`~vacc_deploy.calibration._kernels.count_finite`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="vacc-hist")
 
 
-def _run(flat: np.ndarray, nbins: int, absolute: bool, inv_w: float, k0: float) -> tuple[np.ndarray, float]:
-    """:func:`_kernels.count` over ``flat`` in parallel chunks: the summed counts, the least value."""
-    from vacc_deploy.calibration._kernels import count
+def _run(flat: np.ndarray, nbins: int, absolute: bool, inv_w: float, k0: float, finite: bool) -> tuple[np.ndarray, float]:
+    """:func:`_kernels.count` (``count_finite`` when ``finite``) over ``flat`` in parallel chunks: the
+    summed counts, the least value (``count_finite``: the least magnitude, +inf when signed)."""
+    from vacc_deploy.calibration import _kernels
+
+    count = _kernels.count_finite if finite else _kernels.count
 
     parts = max(1, min(os.cpu_count() or 1, flat.size // PARALLEL_MIN))
     chunks = np.array_split(flat, parts)
@@ -101,17 +105,21 @@ class WideningHistogram:
         if e != self.e or k0 < self.k0 or math.floor(math.ldexp(hi, -e)) >= self.k0 + self.bins:
             self._regrid(e, k0)
 
-    def add(self, flat: np.ndarray, lo: float, hi: float) -> None:
+    def add(self, flat: np.ndarray, lo: float, hi: float, finite: bool = False, least: bool = False) -> None:
         """Count ``flat`` (1-D float32; its magnitudes when ``absolute``), whose finite counted values
         lie in ``[lo, hi]`` (the caller's extremes: of the values, or bounds of the magnitudes),
-        widening the window first when needed."""
+        widening the window first when needed. ``finite``: the caller knows every value is finite
+        (the faster loop). ``least``: ``lo`` is the least value counted itself, not only a bound (it
+        must be for a signed histogram counted ``finite``)."""
         new_lo, new_hi = min(self.lo, lo), max(self.hi, hi)
         if self.e is None or new_lo < self.lo or new_hi > self.hi:
             self._window_for(new_lo, new_hi)
         self.lo, self.hi = new_lo, new_hi
-        counts, least = _run(flat, self.bins, self.absolute, math.ldexp(1.0, -self.e), float(self.k0))
+        if finite and not least and not self.absolute:
+            raise ValueError("a signed histogram counted as finite needs its least value (least=True)")
+        counts, seen = _run(flat, self.bins, self.absolute, math.ldexp(1.0, -self.e), float(self.k0), finite)
         self.counts += counts
-        self.least = min(self.least, least)
+        self.least = min(self.least, lo if least else seen)
 
     def relu(self) -> "WideningHistogram":
         """The histogram of ``max(x, 0)`` for the values counted here (signed only): negative bins

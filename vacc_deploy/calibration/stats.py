@@ -52,13 +52,14 @@ def derivable(op: str, kind: HistogramKind | None) -> bool:
     return op in PERMUTATIONS or (op == "Relu" and kind != "abs")
 
 
-def _finite_extremes(flat: np.ndarray) -> tuple[float, float] | None:
-    """(min, max) of the finite values of ``flat``, None when there is none."""
+def _finite_extremes(flat: np.ndarray) -> tuple[float, float, bool] | None:
+    """(min, max) of the finite values of ``flat`` and whether every value is finite; None when no
+    value is finite."""
     lo, hi = float(flat.min()), float(flat.max())
-    if math.isfinite(lo) and math.isfinite(hi):
-        return lo, hi
+    if math.isfinite(lo) and math.isfinite(hi):  # min / max propagate NaN: none here
+        return lo, hi, True
     finite = flat[np.isfinite(flat)]
-    return (float(finite.min()), float(finite.max())) if finite.size else None
+    return (float(finite.min()), float(finite.max()), False) if finite.size else None
 
 
 @dataclass
@@ -108,9 +109,10 @@ class TensorStats:
         lo, hi = np.float32(ext[0]), np.float32(ext[1])
         if self._fine is not None and self.hist_kind == "abs":
             a, b = abs(ext[0]), abs(ext[1])
-            self._fine.add(flat, 0.0 if ext[0] <= 0 <= ext[1] else min(a, b), max(a, b))
+            straddles = ext[0] <= 0 <= ext[1]
+            self._fine.add(flat, 0.0 if straddles else min(a, b), max(a, b), ext[2], least=not straddles)
         elif self._fine is not None:
-            self._fine.add(flat, ext[0], ext[1])
+            self._fine.add(flat, ext[0], ext[1], ext[2], least=True)
         self.min = lo if self.min is None else min(self.min, lo)
         self.max = hi if self.max is None else max(self.max, hi)
 
