@@ -154,3 +154,25 @@ def test_relu_and_permutation_statistics_are_derived():
     assert x.derived("DepthToSpace") is x
     with pytest.raises(ValueError):
         TensorStats("abs").derived("Relu")
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_counting_loops_put_every_value_in_its_grid_bin(absolute):
+    """Both compiled loops count each value in bin floor(a / w) - k0, exactly: also values a hair below
+    zero or below a bin edge, where computing a / w - k0 first would round them into the next bin."""
+    from vacc_deploy.quant._kernels import count, count_finite
+
+    rng = np.random.default_rng(8)
+    w = 2.0 ** -10
+    edges = (rng.integers(-300, 300, 2000) * w).astype(np.float32)
+    data = np.concatenate([rng.normal(0, 0.1, 200_000), np.nextafter(edges, -np.inf), edges,
+                           [-1e-30, -1e-38, 1e-30, 0.0, -0.0]]).astype(np.float32)
+    vals = np.abs(data.astype(np.float64)) if absolute else data.astype(np.float64)
+    k0 = float(np.floor(vals.min() / w))
+    ref = np.bincount((np.floor(vals / w) - k0).astype(np.int64), minlength=4096)[:4096]
+    for loop in (count, count_finite):
+        out = np.zeros(4096, np.int64)
+        least = loop(data, absolute, 1.0 / w, k0, out)
+        np.testing.assert_array_equal(out, ref)
+        if absolute or loop is count:
+            assert least == vals.min()

@@ -12,45 +12,40 @@ the cumulative count at an edge is exact where the edge is a grid edge or falls 
 bin, and otherwise interpolated linearly inside the one grid bin that straddles it (off by less
 than that bin's count). With ``bins = 16 * num_bins`` a grid bin is at most 1/8 of a final bin.
 
-Counting runs in a compiled, multi-threaded loop (numba); NaN and +-inf are not counted. An array
+Counting runs in a compiled loop (numba); NaN and +-inf are not counted. An array
 the caller knows to be finite takes the faster loop (:func:`~vacc_deploy.calibration._kernels.count_finite`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 
-#: arrays at least this long are counted in parallel chunks (the loops release the GIL)
-PARALLEL_MIN = 1 << 17
-
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="vacc-hist")
-
-
-def _run(flat: np.ndarray, nbins: int, absolute: bool, inv_w: float, k0: float, finite: bool) -> tuple[np.ndarray, float]:
-    """:func:`_kernels.count` (``count_finite`` when ``finite``) over ``flat`` in parallel chunks: the
-    summed counts, the least value (``count_finite``: the least magnitude, +inf when signed)."""
+def _count(flat: np.ndarray, counts: np.ndarray, absolute: bool, inv_w: float, k0: float, finite: bool) -> float:
+    """Add ``flat``'s grid bins to ``counts`` with :func:`_kernels.count` (``count_finite`` when
+    ``finite``); return the least value (``count_finite``: the least magnitude, +inf when signed).
+    One thread: calibration folds statistics on a worker while ORT's threads run the next segment,
+    so splitting an array across cores would only compete with them (measured slower in wall time
+    on the 2 shared cores)."""
     from vacc_deploy.calibration import _kernels
 
-    count = _kernels.count_finite if finite else _kernels.count
+    return float((_kernels.count_finite if finite else _kernels.count)(flat, absolute, inv_w, k0, counts))
 
-    parts = max(1, min(os.cpu_count() or 1, flat.size // PARALLEL_MIN))
-    chunks = np.array_split(flat, parts)
-    outs = [np.zeros(nbins, np.int64) for _ in chunks]
-    if parts == 1:
-        least = [count(chunks[0], absolute, inv_w, k0, outs[0])]
-    else:
-        futures = [_pool().submit(count, c, absolute, inv_w, k0, o) for c, o in zip(chunks, outs)]
-        least = [f.result() for f in futures]
-    return (outs[0] if parts == 1 else np.sum(outs, axis=0)), float(min(least))
+
+def warm_up(kl: bool = False) -> None:
+    """Import the compiled loops and load each one used for counting (and the KL search when ``kl``)
+    from numba's disk cache: about 3 s of CPU on the 2-core development box (numba's import and
+    first call), done on a thread while the model loads and its sessions open."""
+    from vacc_deploy.calibration import _kernels
+
+    tiny = np.zeros(1, np.float32)
+    for absolute in (False, True):
+        _kernels.count_finite(tiny, absolute, 1.0, 0.0, np.zeros(2, np.int64))
+    if kl:
+        _kernels.kl_divergences(np.ones(4, np.int64), 2, 1e-4)
 
 
 def _fits(lo: float, hi: float, e: int, bins: int) -> bool:
@@ -117,8 +112,7 @@ class WideningHistogram:
         self.lo, self.hi = new_lo, new_hi
         if finite and not least and not self.absolute:
             raise ValueError("a signed histogram counted as finite needs its least value (least=True)")
-        counts, seen = _run(flat, self.bins, self.absolute, math.ldexp(1.0, -self.e), float(self.k0), finite)
-        self.counts += counts
+        seen = _count(flat, self.counts, self.absolute, math.ldexp(1.0, -self.e), float(self.k0), finite)
         self.least = min(self.least, lo if least else seen)
 
     def relu(self) -> "WideningHistogram":
