@@ -204,8 +204,7 @@ def calibrate(
         raise UsageError("num_bins and max_segment_bytes must be positive")
     warm = threading.Thread(target=_warm_up_quietly, args=(method == "kl_divergence" and not ort_compat,), daemon=True,
                             name="vacc-warm-up")
-    if calib.hist_kind is not None:
-        warm.start()  # numba's import and cache loads overlap the model load and session creation
+    warm.start()  # numba's import and cache loads overlap the model load and session creation
     try:
         model = infer_shapes(onnx.load(str(model_path)))
     except Exception as exc:  # onnx.load raises OSError, DecodeError, ...

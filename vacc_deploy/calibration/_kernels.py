@@ -10,6 +10,10 @@ array run in parallel threads (each with its own ``out``).
   the extremes). Blocks of :data:`BLOCK` values: the bins in a vectorized loop, then the increments.
 * :func:`count`: any values; those outside the window (NaN, +-inf) are skipped.
 
+:func:`extremes` finds the least and largest value in one vectorized pass over the float32 bit
+patterns as ordered integers (a negative float's magnitude bits flipped), which also tells NaN and
++-inf apart from finite values.
+
 Measured on lesrcnn_x2's 36 calibrated tensors (56 M values, 2-core AMD EPYC AVX2, CPU time per
 value, busy machine): :func:`count` 1.5 ns, :func:`count_finite` 1.0 ns (the bins 0.35 ns).
 """
@@ -19,8 +23,35 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: ordered int32 keys (see :func:`extremes`) of -inf and +inf
+KEY_NEG_INF, KEY_POS_INF = -0x7F800001, 0x7F800000
+
 #: values per block of :func:`count_finite` (16 KB of float32, 16 KB of bins: in L1)
 BLOCK = 4096
+
+
+@numba.njit(nogil=True, cache=True)
+def extremes(flat):  # pragma: no cover - compiled
+    """(least key, largest key) of a 1-D float32 array, keys as in the module docstring: every value
+    is finite iff ``KEY_NEG_INF < least`` and ``largest < KEY_POS_INF`` (a NaN's key lies outside
+    the infinities'); :func:`key_value` turns a key back into its float. ``(KEY_POS_INF,
+    KEY_NEG_INF)`` for an empty array."""
+    bits = flat.view(np.int32)
+    mask, sign = np.int32(0x7FFFFFFF), np.int32(31)
+    least, largest = np.int32(KEY_POS_INF), np.int32(KEY_NEG_INF)
+    for j in range(bits.size):
+        b = bits[j]
+        k = np.int32(b ^ ((b >> sign) & mask))
+        least = k if k < least else least
+        largest = k if k > largest else largest
+    return least, largest
+
+
+def key_value(key: int) -> float:
+    """The float32 value (as a Python float) whose ordered key is ``key`` (see :func:`extremes`);
+    -0.0 comes back as 0.0."""
+    bits = key ^ ((key >> 31) & 0x7FFFFFFF)
+    return float(np.array([bits], np.int32).view(np.float32)[0]) + 0.0
 
 
 @numba.njit(nogil=True, cache=True)

@@ -36,12 +36,13 @@ def _count(flat: np.ndarray, counts: np.ndarray, absolute: bool, inv_w: float, k
 
 
 def warm_up(kl: bool = False) -> None:
-    """Import the compiled loops and load each one used for counting (and the KL search when ``kl``)
+    """Import the compiled loops and load each one used for extremes and counting (and the KL search when ``kl``)
     from numba's disk cache: about 3 s of CPU on the 2-core development box (numba's import and
     first call), done on a thread while the model loads and its sessions open."""
     from vacc_deploy.calibration import _kernels
 
     tiny = np.zeros(1, np.float32)
+    _kernels.extremes(tiny)
     for absolute in (False, True):
         _kernels.count_finite(tiny, absolute, 1.0, 0.0, np.zeros(2, np.int64))
     if kl:

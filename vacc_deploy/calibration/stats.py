@@ -54,10 +54,12 @@ def derivable(op: str, kind: HistogramKind | None) -> bool:
 
 def _finite_extremes(flat: np.ndarray) -> tuple[float, float, bool] | None:
     """(min, max) of the finite values of ``flat`` and whether every value is finite; None when no
-    value is finite."""
-    lo, hi = float(flat.min()), float(flat.max())
-    if math.isfinite(lo) and math.isfinite(hi):  # min / max propagate NaN: none here
-        return lo, hi, True
+    value is finite (-0.0 is returned as 0.0)."""
+    from vacc_deploy.quant._kernels import KEY_NEG_INF, KEY_POS_INF, extremes, key_value
+
+    least, largest = (int(k) for k in extremes(flat))
+    if KEY_NEG_INF < least and largest < KEY_POS_INF:
+        return key_value(least), key_value(largest), True
     finite = flat[np.isfinite(flat)]
     return (float(finite.min()), float(finite.max()), False) if finite.size else None
 
