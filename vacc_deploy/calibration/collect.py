@@ -18,14 +18,16 @@ memory freed by one segment is reused by the next instead of page-faulted in aga
 stays reserved by the process after calibration.
 
 Graph optimizations: ``ORT_ENABLE_ALL`` by default, the level of the fp32 inference session (its
-NCHWc convolutions are what make ORT fast on AVX2: on lesrcnn_x2, 2-core AVX2 EPYC, the same
-session at ORT_ENABLE_EXTENDED took 1.32x as long; exposing the calibrated tensors costs ENABLE_ALL
-a layout reorder each, about 7 %). Its tensors are not bit-identical to ORT_DISABLE_ALL (what ORT's
+NCHWc convolutions are what make ORT fast on AVX2: on lesrcnn_x2, 2-core AVX2 EPYC, interleaved on
+a loaded machine, the chain of sessions took 1.18-1.25x the CPU time at ORT_ENABLE_EXTENDED that it
+took at ENABLE_ALL; exposing the calibrated tensors costs ENABLE_ALL a layout reorder each, 6-10 %
+CPU over the plain inference session). Its tensors are not bit-identical to ORT_DISABLE_ALL (what ORT's
 own calibrators use): the NCHWc kernels sum in another order. Measured with every calibrated tensor
-a graph output (ORT 1.32, 3 images): at most 9.1e-7 of the tensor's largest magnitude on
-lesrcnn_x2 (128x128), at most 6.4e-7 on bicubic_pp_x3 (1080x1920) -- about 1/2000 of a final
-histogram bin, so the bounds of :mod:`vacc_deploy.calibration.stats` hold with it (a value moves across a
-final edge only from within that distance of it), and ``max`` ranges are within that of ORT's.
+a graph output (ORT 1.32): at most 9.1e-7 of the tensor's largest magnitude on lesrcnn_x2
+(128x128, 3 images), at most 5.2e-6 on bicubic_pp_x3 (1080x1920, 2 images), and each tensor's
+min / max within 4e-7 of it relative: about 1/100 of a final histogram bin (1/2048 of the
+range), so the bounds of :mod:`vacc_deploy.calibration.stats` hold with it (a value moves across a
+final edge only from within that distance of it) and ``max`` ranges are that close to ORT's.
 ``exact=True`` (``calibrate(..., ort_compat=True)``) uses ``ORT_ENABLE_EXTENDED`` instead: BASIC and
 EXTENDED gave tensors bit-identical to ORT_DISABLE_ALL (tests/quant/test_vs_ort.py checks ours
 against ORT's calibrators) on lesrcnn_x2 (both) and bicubic_pp_x3 (EXTENDED).
@@ -226,6 +228,21 @@ def _session(model: onnx.ModelProto, exact: bool = False):  # -> onnxruntime.Inf
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise BuildError(f"onnxruntime cannot load a calibration segment: {exc}") from exc
+
+
+def release_freed_memory() -> None:
+    """Hand memory the process has freed back to the system (glibc ``malloc_trim``; a no-op where
+    there is none). Loading the model and opening the sessions frees several hundred MB that glibc
+    would otherwise keep: on edsr_x2 (36 sessions, ORT_ENABLE_ALL) resident memory fell from 899 to
+    411 MB, and the peak during calibration falls with it."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc
+        pass
 
 
 def _checked(image: np.ndarray, index: int) -> np.ndarray:
