@@ -192,7 +192,7 @@ def _histograms() -> list[np.ndarray]:
 def test_kl_search_without_per_bin_logarithms_equals_the_direct_loop():
     """The default search (prefix sums, a series for the smoothed bins) computes what the window-by-window
     float64 loop does, to rounding, and picks the same window."""
-    from vacc_deploy.quant._kernels import kl_divergences, kl_divergences_direct
+    from vacc_deploy.calibration._kernels import kl_divergences, kl_divergences_direct
 
     for hist in _histograms():
         fast = kl_divergences(hist.astype(np.int64), 128, 1e-4)

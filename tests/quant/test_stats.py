@@ -1,5 +1,5 @@
 """One-pass streaming statistics against a brute-force computation over all activations held in
-memory: extremes and edges exact, histogram counts within the bound stated in quant.stats, ranges
+memory: extremes and edges exact, histogram counts within the bound stated in calibration.stats, ranges
 equal (max) or within that bound (percentile, kl_divergence) of ONNX Runtime's own collector."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def exact_histogram(data: np.ndarray, kind: str, num_bins=2048):
 
 def assert_within_bound(stats: TensorStats, data: np.ndarray, kind: str) -> None:
     """Edges identical; the cumulative count at each edge off by less than one fine bin, which lies
-    inside the two final bins around that edge (the bound of quant.stats)."""
+    inside the two final bins around that edge (the bound of calibration.stats)."""
     hist, edges = exact_histogram(data, kind)
     np.testing.assert_array_equal(stats.edges, edges.astype(np.float32))
     assert stats.hist.sum() == hist.sum() == data.size
@@ -160,7 +160,7 @@ def test_relu_and_permutation_statistics_are_derived():
 def test_counting_loops_put_every_value_in_its_grid_bin(absolute):
     """Both compiled loops count each value in bin floor(a / w) - k0, exactly: also values a hair below
     zero or below a bin edge, where computing a / w - k0 first would round them into the next bin."""
-    from vacc_deploy.quant._kernels import count, count_finite
+    from vacc_deploy.calibration._kernels import count, count_finite
 
     rng = np.random.default_rng(8)
     w = 2.0 ** -10
@@ -180,7 +180,7 @@ def test_counting_loops_put_every_value_in_its_grid_bin(absolute):
 
 def test_extremes_from_ordered_bit_patterns():
     """One pass gives numpy's min and max, and tells NaN and +-inf apart from finite values."""
-    from vacc_deploy.quant._kernels import KEY_NEG_INF, KEY_POS_INF, extremes, key_value
+    from vacc_deploy.calibration._kernels import KEY_NEG_INF, KEY_POS_INF, extremes, key_value
 
     rng = np.random.default_rng(9)
     for data in (rng.normal(0, 3, 10_001), -rng.random(999) - 1e-30, np.array([-0.0, 1e-45, -1e-45, 7.0]),

@@ -1,9 +1,9 @@
 """End-to-end agreement with ONNX Runtime's own calibrators (``create_calibrator``), which hold all
 activations in memory. Ours stream in one pass. With ``ort_compat`` (sessions at
 ORT_ENABLE_EXTENDED: activations bit-identical to ORT's optimizations-off sessions) ``max`` ranges
-are bit-identical; percentile and kl_divergence ranges are within the bound stated in quant.stats
+are bit-identical; percentile and kl_divergence ranges are within the bound stated in calibration.stats
 (histograms that widen as values arrive, instead of a range pass first). By default (ORT_ENABLE_ALL)
-within the bound stated in quant.collect."""
+within the bound stated in calibration.collect."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_agrees_with_ort_calibrators(tiny_model, images, method, tmp_path):
 @pytest.mark.parametrize("method", ["max", "percentile"])
 def test_default_level_agrees_with_ort_calibrators_within_its_bound(tiny_model, images, method, tmp_path):
     """Without ``ort_compat`` the sessions run at ORT_ENABLE_ALL, whose activations differ from ORT's
-    (optimizations off) by about 1e-5 of each tensor's largest magnitude at most (quant.collect): ``max``
+    (optimizations off) by about 1e-5 of each tensor's largest magnitude at most (calibration.collect): ``max``
     ranges within that, percentile ranges still within one bin of ORT's |x| histogram."""
     ours = calibrate(tiny_model, ArraySource(images), method, progress=False).ranges
     theirs, hists = ort_ranges(tiny_model, images, method, tmp_path)
