@@ -11,7 +11,7 @@ session: full graph optimization, same input shape, calibration samples as input
 images after a warm-up run), the ratio calibration / inference per N (wall time; and CPU time, which load disturbs less), the split of calibration
 time into a fixed cost and a cost per image (from the two N), the load (``cpu_probe_ms`` before and
 after each measurement, load average), and stock ``quantize_static`` at the smaller N beside ours.
-``--method`` defaults to the row's seed method. Calibration s/img is the whole ``quant.calibrate``
+``--method`` defaults to the row's seed method. Calibration s/img is the whole ``calibration.calibrate``
 call (model load, sessions, one pass, ranges) over N.
 
 ``--repeat R`` runs the whole interleaved sequence (inference, ours at N1, inference, ours at N2,
@@ -155,7 +155,7 @@ def _stock(onnx_path: Path, source, method: str) -> None:
 
 
 def _probe() -> float:
-    from vacc_deploy.bench import cpu_probe_ms
+    from vacc_deploy.benchmark.measure import cpu_probe_ms
 
     return cpu_probe_ms()
 
