@@ -39,7 +39,9 @@ import sys
 import time
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's vacc_deploy, not an installed one
+SHARED = REPO.parent / "shared" / "data"
 
 
 def _resized_sources(images: Path, hw: tuple[int, int], workdir: Path | None) -> Path:
