@@ -24,15 +24,14 @@ from typing import Any
 import numpy as np
 
 
-def _count(flat: np.ndarray, counts: np.ndarray, absolute: bool, inv_w: float, k0: float, finite: bool) -> float:
+def _count(flat: np.ndarray, counts: np.ndarray, absolute: bool, inv_w: float, k0: float, finite: bool) -> None:
     """Add ``flat``'s grid bins to ``counts`` with :func:`_kernels.count` (``count_finite`` when
-    ``finite``); return the least value (``count_finite``: the least magnitude, +inf when signed).
-    One thread: calibration folds statistics on a worker while ORT's threads run the next segment,
-    so splitting an array across cores would only compete with them (measured slower in wall time
-    on the 2 shared cores)."""
+    ``finite``). One thread: calibration folds statistics on a worker while ORT's threads run the
+    next segment, so splitting an array across cores would only compete with them (measured slower
+    in wall time on the 2 shared cores)."""
     from vacc_deploy.calibration import _kernels
 
-    return float((_kernels.count_finite if finite else _kernels.count)(flat, absolute, inv_w, k0, counts))
+    (_kernels.count_finite if finite else _kernels.count)(flat, absolute, inv_w, k0, counts)
 
 
 def warm_up(kl: bool = False) -> None:
@@ -43,8 +42,7 @@ def warm_up(kl: bool = False) -> None:
 
     tiny = np.zeros(1, np.float32)
     _kernels.extremes(tiny)
-    for absolute in (False, True):
-        _kernels.count_finite(tiny, absolute, 1.0, 0.0, np.zeros(2, np.int64))
+    _kernels.count_finite(tiny, False, 1.0, 0.0, np.zeros(2, np.int64))
     if kl:
         _kernels.kl_divergences(np.ones(4, np.int64), 2, 1e-4)
 
@@ -101,20 +99,18 @@ class WideningHistogram:
         if e != self.e or k0 < self.k0 or math.floor(math.ldexp(hi, -e)) >= self.k0 + self.bins:
             self._regrid(e, k0)
 
-    def add(self, flat: np.ndarray, lo: float, hi: float, finite: bool = False, least: bool = False) -> None:
+    def add(self, flat: np.ndarray, lo: float, hi: float, least: float, finite: bool = False) -> None:
         """Count ``flat`` (1-D float32; its magnitudes when ``absolute``), whose finite counted values
         lie in ``[lo, hi]`` (the caller's extremes: of the values, or bounds of the magnitudes),
-        widening the window first when needed. ``finite``: the caller knows every value is finite
-        (the faster loop). ``least``: ``lo`` is the least value counted itself, not only a bound (it
-        must be for a signed histogram counted ``finite``)."""
+        widening the window first when needed. ``least``: the least value counted (the least finite
+        magnitude when ``absolute``). ``finite``: the caller knows every value is finite (the faster
+        loop)."""
         new_lo, new_hi = min(self.lo, lo), max(self.hi, hi)
         if self.e is None or new_lo < self.lo or new_hi > self.hi:
             self._window_for(new_lo, new_hi)
         self.lo, self.hi = new_lo, new_hi
-        if finite and not least and not self.absolute:
-            raise ValueError("a signed histogram counted as finite needs its least value (least=True)")
-        seen = _count(flat, self.counts, self.absolute, math.ldexp(1.0, -self.e), float(self.k0), finite)
-        self.least = min(self.least, lo if least else seen)
+        _count(flat, self.counts, self.absolute, math.ldexp(1.0, -self.e), float(self.k0), finite)
+        self.least = min(self.least, least)
 
     def relu(self) -> "WideningHistogram":
         """The histogram of ``max(x, 0)`` for the values counted here (signed only): negative bins

@@ -59,16 +59,18 @@ def derivable(op: str, kind: HistogramKind | None) -> bool:
     return op in PERMUTATIONS or (op == "Relu" and kind != "abs")
 
 
-def _finite_extremes(flat: np.ndarray) -> tuple[float, float, bool] | None:
-    """(min, max) of the finite values of ``flat`` and whether every value is finite; None when no
-    value is finite (-0.0 is returned as 0.0)."""
+def _finite_extremes(flat: np.ndarray) -> tuple[float, float, float, bool] | None:
+    """(min, max, min |x|) of the finite values of ``flat`` and whether every value is finite; None
+    when no value is finite (-0.0 is returned as 0.0)."""
     from vacc_deploy.calibration._kernels import KEY_NEG_INF, KEY_POS_INF, extremes, key_value
 
-    least, largest = (int(k) for k in extremes(flat))
+    least, largest, low_mag = (int(k) for k in extremes(flat))
     if KEY_NEG_INF < least and largest < KEY_POS_INF:
-        return key_value(least), key_value(largest), True
+        return key_value(least), key_value(largest), key_value(low_mag), True
     finite = flat[np.isfinite(flat)]
-    return (float(finite.min()), float(finite.max()), False) if finite.size else None
+    if not finite.size:
+        return None
+    return float(finite.min()), float(finite.max()), float(np.abs(finite).min()), False
 
 
 @dataclass
@@ -115,13 +117,14 @@ class TensorStats:
         ext = _finite_extremes(flat)
         if ext is None:
             return
-        lo, hi = np.float32(ext[0]), np.float32(ext[1])
+        least, largest, low_mag, finite = ext
+        lo, hi = np.float32(least), np.float32(largest)
         if self._fine is not None and self.hist_kind == "abs":
-            a, b = abs(ext[0]), abs(ext[1])
-            straddles = ext[0] <= 0 <= ext[1]
-            self._fine.add(flat, 0.0 if straddles else min(a, b), max(a, b), ext[2], least=not straddles)
+            straddles = least <= 0 <= largest  # the window's lower bound is then 0, as before
+            top = max(abs(least), abs(largest))
+            self._fine.add(flat, 0.0 if straddles else low_mag, top, low_mag, finite)
         elif self._fine is not None:
-            self._fine.add(flat, ext[0], ext[1], ext[2], least=True)
+            self._fine.add(flat, least, largest, least, finite)
         self.min = lo if self.min is None else min(self.min, lo)
         self.max = hi if self.max is None else max(self.max, hi)
 
