@@ -2,7 +2,7 @@
 ``quantize_static``, on one row's model and calibration samples.
 
 Usage: python scripts/bench_calibration.py ROW [--num N1 N2] [--repeat R] [--method M] [--weights W]
-           [--images DIR] [--resize-sources] [--shape 1xCxHxW] [--segment-mb MB] [--stock-limit-gb 16]
+           [--images DIR] [--resize-sources] [--shape 1xCxHxW] [--onnx MODEL] [--segment-mb MB] [--stock-limit-gb 16]
            [--no-stock] [--infer-runs 3] [--workdir DIR]
 
 Prints, in one run: our calibration's seconds per image and peak RSS at two N (``--num``, default
@@ -73,8 +73,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path], dict]:
     default_w = SHARED / "weights" / (config.weights.official.file if config.weights.official else "")
     weights = args.weights or (str(default_w) if default_w.is_file() else "synthetic")
     shape = parse_shape(args.shape) if args.shape else None
-    exported = export_stage(config, weights_stage(config, weights), ModelRequest(weights=weights, shape=shape),
-                            args.workdir)
+    if args.onnx:
+        exported = _given_export(args.onnx)
+    else:
+        exported = export_stage(config, weights_stage(config, weights), ModelRequest(weights=weights, shape=shape),
+                                args.workdir)
     images = args.images
     if args.resize_sources:
         images = _resized_sources(images, tuple(exported.input_shape[2:]), args.workdir)
@@ -87,6 +90,20 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, dict[int, Path], dict]:
     args.shape_label = "x".join(str(d) for d in exported.input_shape)
     args.images_label = f"{images}" + (" (resized copies)" if args.resize_sources else "")
     return exported.onnx_path, folders, asdict(exported.spec)
+
+
+def _given_export(onnx_path: Path):
+    """The export result of ``--onnx`` (a model.onnx with its export manifest.json beside it)."""
+    from dataclasses import fields
+
+    from vacc_deploy.export import ExportResult
+    from vacc_deploy.spec import ModelSpec
+
+    data = json.loads((onnx_path.parent / "manifest.json").read_text())
+    kept = {k: v for k, v in data.items() if k in {f.name for f in fields(ExportResult)}}
+    return ExportResult(**{**kept, "onnx_path": onnx_path, "spec": ModelSpec(**data["spec"]),
+                           "input_shape": tuple(data["input_shape"]), "output_shape": tuple(data["output_shape"]),
+                           "cached": True})
 
 
 def _source(calib_folder: Path, spec: dict):
@@ -247,6 +264,9 @@ def main() -> int:
     ap.add_argument("--resize-sources", action="store_true",
                     help="calibrate on copies of --images resized to the input size")
     ap.add_argument("--shape", default=None)
+    ap.add_argument("--onnx", type=Path, default=None,
+                    help="an exported model.onnx (manifest.json beside it) to use instead of exporting "
+                         "(e.g. edsr_x2, whose export with its parity check takes tens of minutes)")
     ap.add_argument("--segment-mb", type=float, default=0, help="segment budget in MB (default: the library's)")
     ap.add_argument("--stock-limit-gb", type=float, default=16.0)
     ap.add_argument("--no-stock", action="store_true")
