@@ -37,11 +37,11 @@ from vacc_deploy.calibration.collect import (
     infer_shapes,
     select_tensors,
     open_chain,
-    release_freed_memory,
     stream_chain,
 )
 from vacc_deploy.calibration.histogram import warm_up
 from vacc_deploy.calibration.methods import METHODS, MethodSettings
+from vacc_deploy.calibration.sessions import release_freed_memory
 from vacc_deploy.calibration.stats import TensorStats
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,8 @@ import onnx
 from onnx import TensorProto
 
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.calibration.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: quant.analyze)
+from vacc_deploy.calibration.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: evaluation.analysis)
+from vacc_deploy.calibration.sessions import segment_session
 from vacc_deploy.calibration.stats import HistogramKind, derivable
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ INT8_OP_SETS: dict[str, tuple[str, ...]] = {
     "all": DEFAULT_OP_TYPES,
 }
 
-DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # quant.analyze's runs (grouped by plan_groups)
+DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # evaluation.analysis's runs (grouped by plan_groups)
 
 #: the fp32 bytes one calibration segment may hold (inputs, outputs, largest internal tensor)
 DEFAULT_SEGMENT_BYTES = 384_000_000
@@ -191,60 +192,6 @@ def model_input_name(model: onnx.ModelProto) -> str:
     return inputs[0]
 
 
-_ENV_ARENA: list[bool] = []
-
-
-def _session_options(exact: bool = False):  # -> onnxruntime.SessionOptions
-    """ORT_ENABLE_ALL, or ORT_ENABLE_EXTENDED when ``exact`` (values bit-identical to no optimization;
-    see module docstring), no spinning threads, and the process-wide arena shared by every segment's
-    session."""
-    import onnxruntime as ort
-
-    if not _ENV_ARENA:
-        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-        try:  # arena_extend_strategy 1 (kSameAsRequested): no power-of-two overshoot
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
-            _ENV_ARENA.append(True)
-        except Exception as exc:  # registered already by someone else, or unsupported
-            log.debug("shared ORT arena not registered: %s", exc)
-            _ENV_ARENA.append(False)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    level = ort.GraphOptimizationLevel
-    opts.graph_optimization_level = level.ORT_ENABLE_EXTENDED if exact else level.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if _ENV_ARENA[0]:
-        opts.add_session_config_entry("session.use_env_allocators", "1")
-    else:
-        opts.enable_cpu_mem_arena = False
-    return opts
-
-
-def _session(model: onnx.ModelProto, exact: bool = False):  # -> onnxruntime.InferenceSession
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(model.SerializeToString(), _session_options(exact),
-                                    providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise BuildError(f"onnxruntime cannot load a calibration segment: {exc}") from exc
-
-
-def release_freed_memory() -> None:
-    """Hand memory the process has freed back to the system (glibc ``malloc_trim``; a no-op where
-    there is none). Loading the model and opening the sessions frees several hundred MB that glibc
-    would otherwise keep: on edsr_x2 (36 sessions, ORT_ENABLE_ALL) resident memory fell from 899 to
-    411 MB, and the peak during calibration falls with it."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc
-        pass
-
-
 def _checked(image: np.ndarray, index: int) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim != 4 or arr.shape[0] != 1:
@@ -271,7 +218,7 @@ def open_chain(model: onnx.ModelProto, names: Sequence[str], max_bytes: int = DE
     sizes = {n: tensor_nbytes(model, n) for n in _value_infos(model)}
     planned = plan_segments(model, sizes, [n for n in names if n != input_name], max_bytes)
     extractor = onnx.utils.Extractor(model)
-    return Chain(input_name, [(seg, _session(segment_model(extractor, seg), exact)) for seg in planned if seg.outputs])
+    return Chain(input_name, [(seg, segment_session(segment_model(extractor, seg), exact)) for seg in planned if seg.outputs])
 
 
 def stream_chain(

@@ -19,7 +19,6 @@ the caller knows to be finite takes the faster loop (:func:`~vacc_deploy.calibra
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
