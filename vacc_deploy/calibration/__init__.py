@@ -13,8 +13,6 @@ tensor (a compiled loop; histograms widen as values arrive, see :mod:`~vacc_depl
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,12 +37,10 @@ from vacc_deploy.calibration.collect import (
     open_chain,
     stream_chain,
 )
-from vacc_deploy.calibration.histogram import warm_up
+from vacc_deploy.calibration.histogram import warm_up_in_background
 from vacc_deploy.calibration.methods import METHODS, MethodSettings
 from vacc_deploy.calibration.sessions import release_freed_memory
 from vacc_deploy.calibration.stats import TensorStats
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "ArraySource", "CalibrationResult", "CalibrationSource", "CallableSource", "DEFAULT_OP_TYPES", "INT8_OP_SETS",
@@ -147,14 +143,6 @@ class _Overlapped:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _warm_up_quietly(kl: bool) -> None:
-    """:func:`~vacc_deploy.calibration.histogram.warm_up`; a failure is left to the real call to raise."""
-    try:
-        warm_up(kl)
-    except Exception as exc:  # e.g. numba missing: the statistics raise it where it matters
-        log.debug("kernel warm-up failed: %s", exc)
-
-
 def _reset_peak_rss() -> None:
     """Reset this process's RSS high-water mark (Linux ``clear_refs`` 5); no-op elsewhere."""
     try:
@@ -203,9 +191,8 @@ def calibrate(
     n = _check_source(source)
     if num_bins < 1 or max_segment_bytes < 1:
         raise UsageError("num_bins and max_segment_bytes must be positive")
-    warm = threading.Thread(target=_warm_up_quietly, args=(method == "kl_divergence" and not ort_compat,), daemon=True,
-                            name="vacc-warm-up")
-    warm.start()  # numba's import and cache loads overlap the model load and session creation
+    # numba's import and cache loads overlap the model load, the sessions and the first images
+    warm_up_in_background(method == "kl_divergence" and not ort_compat)
     try:
         model = infer_shapes(onnx.load(str(model_path)))
     except Exception as exc:  # onnx.load raises OSError, DecodeError, ...

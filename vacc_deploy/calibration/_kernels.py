@@ -27,8 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-#: ordered int32 keys (see :func:`extremes`) of -inf and +inf
-KEY_NEG_INF, KEY_POS_INF = -0x7F800001, 0x7F800000
+from vacc_deploy.calibration._numpy_kernels import KEY_NEG_INF, KEY_POS_INF, key_value  # noqa: F401 (shared)
 
 #: values per block of :func:`count_finite` (16 KB of float32, 16 KB of bins: in L1)
 BLOCK = 4096
@@ -52,13 +51,6 @@ def extremes(flat):  # pragma: no cover - compiled
         largest = k if k > largest else largest
         low_mag = m if m < low_mag else low_mag
     return least, largest, low_mag
-
-
-def key_value(key: int) -> float:
-    """The float32 value (as a Python float) whose ordered key is ``key`` (see :func:`extremes`);
-    -0.0 comes back as 0.0."""
-    bits = key ^ ((key >> 31) & 0x7FFFFFFF)
-    return float(np.array([bits], np.int32).view(np.float32)[0]) + 0.0
 
 
 @numba.njit(nogil=True, cache=True)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vacc_deploy.calibration.histogram import WideningHistogram
+from vacc_deploy.calibration.histogram import WideningHistogram, kernels
 
 HistogramKind = Literal["signed", "abs"]
 
@@ -62,9 +62,9 @@ def derivable(op: str, kind: HistogramKind | None) -> bool:
 def _finite_extremes(flat: np.ndarray) -> tuple[float, float, float, bool] | None:
     """(min, max, min |x|) of the finite values of ``flat`` and whether every value is finite; None
     when no value is finite (-0.0 is returned as 0.0)."""
-    from vacc_deploy.calibration._kernels import KEY_NEG_INF, KEY_POS_INF, extremes, key_value
+    from vacc_deploy.calibration._numpy_kernels import KEY_NEG_INF, KEY_POS_INF, key_value
 
-    least, largest, low_mag = (int(k) for k in extremes(flat))
+    least, largest, low_mag = (int(k) for k in kernels().extremes(flat))
     if KEY_NEG_INF < least and largest < KEY_POS_INF:
         return key_value(least), key_value(largest), key_value(low_mag), True
     finite = flat[np.isfinite(flat)]
