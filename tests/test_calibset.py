@@ -51,6 +51,30 @@ def test_source_yields_network_inputs(folder, tmp_path) -> None:
     np.testing.assert_allclose(arrays[0][0, 0], rgb[..., 2])
 
 
+@pytest.mark.parametrize("order,value_range", [("RGB", 1.0), ("BGR", 1.0), ("RGB", 255.0), ("BGR", 255.0)])
+def test_network_input_is_the_general_conversion_bit_for_bit(tmp_path, order, value_range) -> None:
+    """The fast 8-bit path gives exactly ``to_network(read_image(...))``; a gray or 16-bit file takes
+    the general path, an unreadable one raises its ImageError."""
+    from vacc_deploy.calibration.dataset import network_input
+    from vacc_deploy.errors import ImageError
+    from vacc_deploy.imaging.io import read_image
+    from vacc_deploy.imaging.processing import to_network
+
+    rng = np.random.default_rng(5)
+    spec = ModelSpec(scale=2, channel_order=order, value_range=value_range)
+    files = {"rgb.png": rng.integers(0, 256, (9, 13, 3), dtype=np.uint8),
+             "gray.png": rng.integers(0, 256, (9, 13), dtype=np.uint8),
+             "deep.png": rng.integers(0, 65536, (9, 13, 3), dtype=np.uint16)}
+    for name, arr in files.items():
+        cv2.imwrite(str(tmp_path / name), arr)
+        got, ref = network_input(tmp_path / name, spec), to_network(read_image(tmp_path / name).rgb, spec)
+        assert got.dtype == ref.dtype and got.shape == ref.shape == (1, 3, 9, 13), name
+        np.testing.assert_array_equal(got.view(np.int32), ref.view(np.int32), err_msg=name)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ImageError):
+        network_input(tmp_path / "bad.png", spec)
+
+
 def test_resize_mode_with_fewer_images_warns(folder, tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         calib = _make(folder, tmp_path, num=10, mode="resize")

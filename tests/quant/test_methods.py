@@ -176,3 +176,26 @@ def test_compiled_kl_search_equals_the_ort_arithmetic(outlier):
         exact = KLCalibration(ort_compat=True).divergences(hist)
         np.testing.assert_allclose(fast, exact, rtol=1e-3, atol=1e-6)
         assert exact[int(np.argmin(fast))] <= exact.min() * (1 + 1e-5)  # a tie to float32 rounding at most
+
+
+def _histograms() -> list[np.ndarray]:
+    """Signed 2048-bin histograms: smooth, heavy-tailed, Relu-like without its zero bin, sparse."""
+    rng = np.random.default_rng(7)
+    out = [_stats(rng.laplace(0.0, 1.0, 100_000).astype(np.float32), "signed").hist,
+           _stats(rng.normal(3.0, 0.1, 400_000).astype(np.float32), "signed").hist]
+    relu = _stats(np.maximum(rng.normal(0.0, 1.0, 200_000), 0.0).astype(np.float32), "signed").hist.copy()
+    relu[relu.size // 2] = 0
+    sparse = _stats(rng.normal(0.0, 1.0, 300).astype(np.float32), "signed").hist  # mostly empty bins
+    return [*out, relu, sparse]
+
+
+def test_kl_search_without_per_bin_logarithms_equals_the_direct_loop():
+    """The default search (prefix sums, a series for the smoothed bins) computes what the window-by-window
+    float64 loop does, to rounding, and picks the same window."""
+    from vacc_deploy.calibration._kernels import kl_divergences, kl_divergences_direct
+
+    for hist in _histograms():
+        fast = kl_divergences(hist.astype(np.int64), 128, 1e-4)
+        direct = kl_divergences_direct(hist.astype(np.int64), 128, 1e-4)
+        np.testing.assert_allclose(fast, direct, rtol=1e-9)
+        assert int(np.argmin(fast)) == int(np.argmin(direct))

@@ -1,5 +1,5 @@
 """One-pass streaming statistics against a brute-force computation over all activations held in
-memory: extremes and edges exact, histogram counts within the bound stated in quant.stats, ranges
+memory: extremes and edges exact, histogram counts within the bound stated in calibration.stats, ranges
 equal (max) or within that bound (percentile, kl_divergence) of ONNX Runtime's own collector."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def exact_histogram(data: np.ndarray, kind: str, num_bins=2048):
 
 def assert_within_bound(stats: TensorStats, data: np.ndarray, kind: str) -> None:
     """Edges identical; the cumulative count at each edge off by less than one fine bin, which lies
-    inside the two final bins around that edge (the bound of quant.stats)."""
+    inside the two final bins around that edge (the bound of calibration.stats)."""
     hist, edges = exact_histogram(data, kind)
     np.testing.assert_array_equal(stats.edges, edges.astype(np.float32))
     assert stats.hist.sum() == hist.sum() == data.size
@@ -154,3 +154,86 @@ def test_relu_and_permutation_statistics_are_derived():
     assert x.derived("DepthToSpace") is x
     with pytest.raises(ValueError):
         TensorStats("abs").derived("Relu")
+
+
+def _kernel_module(name: str):
+    import importlib
+
+    return importlib.import_module(f"vacc_deploy.calibration.{name}")
+
+
+@pytest.mark.parametrize("module", ["_kernels", "_numpy_kernels"])
+@pytest.mark.parametrize("absolute", [False, True])
+def test_counting_loops_put_every_value_in_its_grid_bin(absolute, module):
+    """Both loops (compiled, and their numpy twins) count each value in bin floor(a / w) - k0,
+    exactly: also values a hair below zero or below a bin edge, where computing a / w - k0 first
+    would round them into the next bin; ``count`` skips NaN, +-inf and values outside the window."""
+    count, count_finite = _kernel_module(module).count, _kernel_module(module).count_finite
+    rng = np.random.default_rng(8)
+    w = 2.0 ** -10
+    edges = (rng.integers(-300, 300, 2000) * w).astype(np.float32)
+    data = np.concatenate([rng.normal(0, 0.1, 200_000), np.nextafter(edges, -np.inf), edges,
+                           [-1e-30, -1e-38, 1e-30, 0.0, -0.0]]).astype(np.float32)
+    vals = np.abs(data.astype(np.float64)) if absolute else data.astype(np.float64)
+    k0 = float(np.floor(vals.min() / w))
+    ref = np.bincount((np.floor(vals / w) - k0).astype(np.int64), minlength=4096)[:4096]
+    for loop in (count, count_finite):
+        out = np.zeros(4096, np.int64)
+        loop(data, absolute, 1.0 / w, k0, out)
+        np.testing.assert_array_equal(out, ref)
+    out = np.zeros(4096, np.int64)
+    count(np.concatenate([data, np.float32([np.nan, np.inf, -np.inf, 1e30, -1e30])]), absolute, 1.0 / w, k0, out)
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("module", ["_kernels", "_numpy_kernels"])
+def test_extremes_from_ordered_bit_patterns(module):
+    """One pass gives numpy's min, max and least magnitude, and tells NaN and +-inf apart from finite
+    values (compiled, and the numpy twin: the same keys)."""
+    from vacc_deploy.calibration._kernels import extremes as compiled
+    from vacc_deploy.calibration._numpy_kernels import KEY_NEG_INF, KEY_POS_INF, key_value
+
+    extremes = _kernel_module(module).extremes
+    assert tuple(int(k) for k in extremes(np.zeros(0, np.float32))) == (KEY_POS_INF, KEY_NEG_INF, 0x7FFFFFFF)
+
+    rng = np.random.default_rng(9)
+    for data in (rng.normal(0, 3, 10_001), -rng.random(999) - 1e-30, np.array([-0.0, 1e-45, -1e-45, 7.0]),
+                 np.array([np.float32(3.4e38), -np.float32(3.4e38)])):
+        data = data.astype(np.float32)
+        lo, hi, mag = extremes(data)
+        assert KEY_NEG_INF < lo <= hi < KEY_POS_INF
+        assert (key_value(int(lo)), key_value(int(hi))) == (float(data.min()), float(data.max()))
+        assert key_value(int(mag)) == float(np.abs(data).min())
+        assert tuple(int(k) for k in extremes(data)) == tuple(int(k) for k in compiled(data))
+    for bad in (np.inf, -np.inf, np.nan, -np.nan):
+        data = np.array([1.0, bad, -2.0], np.float32)
+        lo, hi, _ = extremes(data)
+        assert not (KEY_NEG_INF < lo and hi < KEY_POS_INF), bad
+        assert tuple(int(k) for k in extremes(data)) == tuple(int(k) for k in compiled(data))
+
+
+def test_numpy_loops_serve_while_the_compiled_ones_load(monkeypatch):
+    """kernels() hands out the numpy twins while a warm-up is under way, the compiled loops otherwise;
+    statistics folded either way are the same."""
+    from vacc_deploy.calibration import histogram
+
+    monkeypatch.setitem(histogram._LOAD, "ready", False)
+    monkeypatch.setitem(histogram._LOAD, "loading", True)
+    assert histogram.kernels() is _kernel_module("_numpy_kernels")
+    rng = np.random.default_rng(3)
+    chunks = [rng.normal(0, 2, 5000).astype(np.float32) * (i + 1) for i in range(4)]
+    during = {kind: TensorStats(kind) for kind in ("signed", "abs")}
+    for kind, s in during.items():
+        for c in chunks:
+            s.update(c)
+    monkeypatch.setitem(histogram._LOAD, "loading", False)
+    assert histogram.kernels() is _kernel_module("_kernels")
+    for kind, s in during.items():
+        after = TensorStats(kind)
+        for c in chunks:
+            after.update(c)
+        s.finish()
+        after.finish()
+        assert (s.min, s.max) == (after.min, after.max)
+        np.testing.assert_array_equal(s.hist, after.hist)
+        np.testing.assert_array_equal(s.edges, after.edges)

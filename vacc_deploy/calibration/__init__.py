@@ -37,7 +37,9 @@ from vacc_deploy.calibration.collect import (
     open_chain,
     stream_chain,
 )
+from vacc_deploy.calibration.histogram import warm_up_in_background
 from vacc_deploy.calibration.methods import METHODS, MethodSettings
+from vacc_deploy.calibration.sessions import release_freed_memory
 from vacc_deploy.calibration.stats import TensorStats
 
 __all__ = [
@@ -174,8 +176,11 @@ def calibrate(
 ) -> CalibrationResult:
     """Compute activation ranges of ``model_path`` over ``source`` with ``method``.
 
-    ``ort_compat`` makes ``kl_divergence`` follow ONNX Runtime's entropy calibrator exactly (see
-    :class:`~vacc_deploy.calibration.methods.KLCalibration` for our default's one difference).
+    ``ort_compat`` reproduces ONNX Runtime's calibrators: ``kl_divergence`` follows its entropy
+    calibrator exactly (see :class:`~vacc_deploy.calibration.methods.KLCalibration` for our default's one
+    difference), and the sessions use the optimization level whose activations are bit-identical to
+    ORT's (slower; by default they differ by about 1e-5 of each tensor's largest magnitude at most, see
+    :mod:`~vacc_deploy.calibration.collect`).
 
     One forward pass per image (``max_segment_bytes``: the budget of one segment's fp32 tensors).
     Side effect: resets the process's peak-RSS mark (Linux) to measure calibration's own peak.
@@ -186,6 +191,8 @@ def calibrate(
     n = _check_source(source)
     if num_bins < 1 or max_segment_bytes < 1:
         raise UsageError("num_bins and max_segment_bytes must be positive")
+    # numba's import and cache loads overlap the model load, the sessions and the first images
+    warm_up_in_background(method == "kl_divergence" and not ort_compat)
     try:
         model = infer_shapes(onnx.load(str(model_path)))
     except Exception as exc:  # onnx.load raises OSError, DecodeError, ...
@@ -195,8 +202,9 @@ def calibrate(
     stats = {k: TensorStats(calib.hist_kind, num_bins) for k in names if k not in derived}
     _reset_peak_rss()
     t0 = time.perf_counter()
-    chain = open_chain(model, list(stats), max_segment_bytes)
+    chain = open_chain(model, list(stats), max_segment_bytes, exact=ort_compat)
     del model  # the sessions hold the weights; the full graph is not needed any more
+    release_freed_memory()
     with progress_bar(total=n, desc=f"calibrate ({method})", unit="img", disable=not progress, leave=False) as bar, \
             _Overlapped(stats) as fold:
         seen = stream_chain(chain, list(stats), source, fold.visit, bar.update, fold.wait)

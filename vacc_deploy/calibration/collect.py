@@ -17,14 +17,20 @@ process-wide ORT arena (``session.use_env_allocators``, extend strategy "same as
 memory freed by one segment is reused by the next instead of page-faulted in again every run; it
 stays reserved by the process after calibration.
 
-Graph optimizations: ``ORT_ENABLE_EXTENDED``. Measured with every calibrated tensor a graph output
-(ORT 1.32): BASIC and EXTENDED give tensors bit-identical to ORT_DISABLE_ALL (what ORT's
-calibrators use; tests/quant/test_vs_ort.py checks ours against them) on lesrcnn_x2 (128x128; both)
-and bicubic_pp_x3 (1080x1920; EXTENDED); ENABLE_ALL does not (its NCHWc convolutions differ by up
-to 7e-6 on lesrcnn_x2). On lesrcnn_x2 EXTENDED with a shared arena ran within 6 % of the plain
-ENABLE_ALL inference session and faster than ENABLE_ALL with the tensors exposed (each needs a
-layout reorder); on two 256-channel 3x3 convs at 128x128 (full EDSR's layers) EXTENDED was about
-7 % slower than ENABLE_ALL.
+Graph optimizations: ``ORT_ENABLE_ALL`` by default, the level of the fp32 inference session (its
+NCHWc convolutions are what make ORT fast on AVX2: on lesrcnn_x2, 2-core AVX2 EPYC, interleaved on
+a loaded machine, the chain of sessions took 1.18-1.25x the CPU time at ORT_ENABLE_EXTENDED that it
+took at ENABLE_ALL; exposing the calibrated tensors costs ENABLE_ALL a layout reorder each, 6-10 %
+CPU over the plain inference session). Its tensors are not bit-identical to ORT_DISABLE_ALL (what ORT's
+own calibrators use): the NCHWc kernels sum in another order. Measured with every calibrated tensor
+a graph output (ORT 1.32): at most 9.1e-7 of the tensor's largest magnitude on lesrcnn_x2
+(128x128, 3 images), at most 5.2e-6 on bicubic_pp_x3 (1080x1920, 2 images), and each tensor's
+min / max within 4e-7 of it relative: about 1/100 of a final histogram bin (1/2048 of the
+range), so the bounds of :mod:`vacc_deploy.calibration.stats` hold with it (a value moves across a
+final edge only from within that distance of it) and ``max`` ranges are that close to ORT's.
+``exact=True`` (``calibrate(..., ort_compat=True)``) uses ``ORT_ENABLE_EXTENDED`` instead: BASIC and
+EXTENDED gave tensors bit-identical to ORT_DISABLE_ALL (tests/quant/test_vs_ort.py checks ours
+against ORT's calibrators) on lesrcnn_x2 (both) and bicubic_pp_x3 (EXTENDED).
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ import onnx
 from onnx import TensorProto
 
 from vacc_deploy.errors import BuildError, UsageError
-from vacc_deploy.calibration.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: quant.analyze)
+from vacc_deploy.calibration.segments import Segment, plan_groups, plan_segments, segment_model  # noqa: F401 (plan_groups: evaluation.analysis)
+from vacc_deploy.calibration.sessions import segment_session
 from vacc_deploy.calibration.stats import HistogramKind, derivable
 
 log = logging.getLogger(__name__)
@@ -61,10 +68,13 @@ INT8_OP_SETS: dict[str, tuple[str, ...]] = {
     "all": DEFAULT_OP_TYPES,
 }
 
-DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # quant.analyze's runs (grouped by plan_groups)
+DEFAULT_MAX_BYTES_PER_RUN = 1_500_000_000  # evaluation.analysis's runs (grouped by plan_groups)
 
-#: the fp32 bytes one calibration segment may hold (inputs, outputs, largest internal tensor)
-DEFAULT_SEGMENT_BYTES = 384_000_000
+#: the fp32 bytes one calibration segment may hold (inputs, outputs, largest internal tensor), as
+#: planned; at ORT_ENABLE_ALL an exposed tensor also exists in NCHWc layout while its segment runs,
+#: so the real peak is larger: edsr_x2 (256x256) peaked at 2330 MB with 384 MB (36 segments, 3
+#: images), 1504 MB with 256 MB (103 segments, 1 image)
+DEFAULT_SEGMENT_BYTES = 256_000_000
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16}
 
@@ -185,42 +195,6 @@ def model_input_name(model: onnx.ModelProto) -> str:
     return inputs[0]
 
 
-_ENV_ARENA: list[bool] = []
-
-
-def _session_options():  # -> onnxruntime.SessionOptions
-    """ORT_ENABLE_EXTENDED (values bit-identical to no optimization, see module docstring), no
-    spinning threads, and the process-wide arena shared by every segment's session."""
-    import onnxruntime as ort
-
-    if not _ENV_ARENA:
-        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-        try:  # arena_extend_strategy 1 (kSameAsRequested): no power-of-two overshoot
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
-            _ENV_ARENA.append(True)
-        except Exception as exc:  # registered already by someone else, or unsupported
-            log.debug("shared ORT arena not registered: %s", exc)
-            _ENV_ARENA.append(False)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if _ENV_ARENA[0]:
-        opts.add_session_config_entry("session.use_env_allocators", "1")
-    else:
-        opts.enable_cpu_mem_arena = False
-    return opts
-
-
-def _session(model: onnx.ModelProto):  # -> onnxruntime.InferenceSession
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(model.SerializeToString(), _session_options(), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise BuildError(f"onnxruntime cannot load a calibration segment: {exc}") from exc
-
-
 def _checked(image: np.ndarray, index: int) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim != 4 or arr.shape[0] != 1:
@@ -236,16 +210,18 @@ class Chain:
     segments: list[tuple[Segment, Any]]
 
 
-def open_chain(model: onnx.ModelProto, names: Sequence[str], max_bytes: int = DEFAULT_SEGMENT_BYTES) -> Chain:
+def open_chain(model: onnx.ModelProto, names: Sequence[str], max_bytes: int = DEFAULT_SEGMENT_BYTES,
+               exact: bool = False) -> Chain:
     """Plan the segments of ``model`` (shape-inferred) for tensors ``names`` under ``max_bytes`` and
-    open one ORT session per segment that returns something. The chain does not keep ``model``."""
+    open one ORT session per segment that returns something (``exact``: the optimization level whose
+    values are bit-identical to ORT's calibrators', see module). The chain does not keep ``model``."""
     import onnx.utils
 
     input_name = model_input_name(model)
     sizes = {n: tensor_nbytes(model, n) for n in _value_infos(model)}
     planned = plan_segments(model, sizes, [n for n in names if n != input_name], max_bytes)
     extractor = onnx.utils.Extractor(model)
-    return Chain(input_name, [(seg, _session(segment_model(extractor, seg))) for seg in planned if seg.outputs])
+    return Chain(input_name, [(seg, segment_session(segment_model(extractor, seg), exact)) for seg in planned if seg.outputs])
 
 
 def stream_chain(

@@ -71,7 +71,30 @@ class CalibSource:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for path in self.paths:
-            yield to_network(read_image(path).rgb, self.spec)
+            yield network_input(path, self.spec)
+
+
+def network_input(path: Path, spec: ModelSpec) -> np.ndarray:
+    """``to_network(read_image(path).rgb, spec)``, bit for bit, in fewer passes for an 8-bit
+    3-channel file (what a calibration set holds): the same float32 operations (``u8 / 255``, then
+    ``* value_range``) done once in the network's (1, 3, H, W) layout instead of through an HxWx3
+    float image and two copies (on a 1080x1920 sample the conversion after decoding cost about as
+    much CPU as the PNG decode). Anything else, and any error, takes the general path."""
+    try:
+        arr = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except (OSError, cv2.error):
+        arr = None
+    if arr is None or arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        return to_network(read_image(path).rgb, spec)  # raises ImageError where that is due
+    planes = arr.transpose(2, 0, 1)  # OpenCV's BGR planes
+    if spec.channel_order != "BGR":
+        planes = planes[::-1]
+    out = np.empty((1, *planes.shape), np.float32)
+    out[0] = planes
+    out /= np.float32(255)
+    if spec.value_range != 1:
+        out *= np.float32(spec.value_range)
+    return out
 
 
 def _crop(rgb: np.ndarray, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:

@@ -12,41 +12,88 @@ the cumulative count at an edge is exact where the edge is a grid edge or falls 
 bin, and otherwise interpolated linearly inside the one grid bin that straddles it (off by less
 than that bin's count). With ``bins = 16 * num_bins`` a grid bin is at most 1/8 of a final bin.
 
-Counting runs in a compiled, multi-threaded loop (numba); NaN and +-inf are not counted.
+Counting runs in a compiled loop (numba; its numpy twin while numba loads, see :func:`kernels`);
+NaN and +-inf are not counted. An array the caller knows to be finite takes the faster loop
+(:func:`~vacc_deploy.calibration._kernels.count_finite`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+import threading
+from types import ModuleType
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 
-#: arrays at least this long are counted in parallel chunks (the loops release the GIL)
-PARALLEL_MIN = 1 << 17
-
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="vacc-hist")
+#: the compiled loops' load: "loading" while :func:`warm_up` runs, "ready" once it is done
+_LOAD: dict[str, bool] = {"loading": False, "ready": False}
+_LOAD_LOCK = threading.Lock()
 
 
-def _run(flat: np.ndarray, nbins: int, absolute: bool, inv_w: float, k0: float) -> tuple[np.ndarray, float]:
-    """:func:`_kernels.count` over ``flat`` in parallel chunks: the summed counts, the least value."""
-    from vacc_deploy.calibration._kernels import count
+def kernels() -> ModuleType:
+    """The counting loops to use now: the compiled ones (:mod:`._kernels`, imported here if need
+    be), or their numpy twins (:mod:`._numpy_kernels`, same results) while :func:`warm_up` is still
+    loading the compiled ones on another thread, so that statistics need not wait for numba."""
+    with _LOAD_LOCK:
+        numpy_now = _LOAD["loading"] and not _LOAD["ready"]
+    if numpy_now:
+        from vacc_deploy.calibration import _numpy_kernels
 
-    parts = max(1, min(os.cpu_count() or 1, flat.size // PARALLEL_MIN))
-    chunks = np.array_split(flat, parts)
-    outs = [np.zeros(nbins, np.int64) for _ in chunks]
-    if parts == 1:
-        least = [count(chunks[0], absolute, inv_w, k0, outs[0])]
-    else:
-        futures = [_pool().submit(count, c, absolute, inv_w, k0, o) for c, o in zip(chunks, outs)]
-        least = [f.result() for f in futures]
-    return (outs[0] if parts == 1 else np.sum(outs, axis=0)), float(min(least))
+        return _numpy_kernels
+    from vacc_deploy.calibration import _kernels
+
+    return _kernels
+
+
+def _count(flat: np.ndarray, counts: np.ndarray, absolute: bool, inv_w: float, k0: float, finite: bool) -> None:
+    """Add ``flat``'s grid bins to ``counts`` with ``count`` of :func:`kernels` (``count_finite``
+    when ``finite``). One thread: calibration folds statistics on a worker while ORT's threads run
+    the next segment, so splitting an array across cores would only compete with them (measured
+    slower in wall time on the 2 shared cores)."""
+    k = kernels()
+    (k.count_finite if finite else k.count)(flat, absolute, inv_w, k0, counts)
+
+
+def warm_up_in_background(kl: bool = False) -> threading.Thread:
+    """Start :func:`warm_up` on a daemon thread, having marked the load as under way (so that
+    :func:`kernels` hands out the numpy loops from now until it is done); a failure is logged and
+    left to the first real call to raise."""
+    with _LOAD_LOCK:
+        _LOAD["loading"] = not _LOAD["ready"]
+    thread = threading.Thread(target=_warm_up_quietly, args=(kl,), daemon=True, name="vacc-warm-up")
+    thread.start()
+    return thread
+
+
+def _warm_up_quietly(kl: bool) -> None:
+    try:
+        warm_up(kl)
+    except Exception as exc:  # e.g. numba missing: the statistics raise it where it matters
+        log.debug("kernel warm-up failed: %s", exc)
+
+
+def warm_up(kl: bool = False) -> None:
+    """Import the compiled loops and load each one used for extremes and counting (and the KL search when ``kl``)
+    from numba's disk cache: about 3 s of CPU on the 2-core development box (numba's import and
+    first call), done on a thread while the model loads and its sessions open (see
+    :func:`warm_up_in_background`)."""
+    try:
+        from vacc_deploy.calibration import _kernels
+
+        tiny = np.zeros(1, np.float32)
+        _kernels.extremes(tiny)
+        _kernels.count_finite(tiny, False, 1.0, 0.0, np.zeros(2, np.int64))
+        _kernels.count(tiny, False, 1.0, 0.0, np.zeros(2, np.int64))
+        if kl:
+            _kernels.kl_divergences(np.ones(4, np.int64), 2, 1e-4)
+        with _LOAD_LOCK:
+            _LOAD["ready"] = True
+    finally:
+        with _LOAD_LOCK:
+            _LOAD["loading"] = False
 
 
 def _fits(lo: float, hi: float, e: int, bins: int) -> bool:
@@ -101,16 +148,17 @@ class WideningHistogram:
         if e != self.e or k0 < self.k0 or math.floor(math.ldexp(hi, -e)) >= self.k0 + self.bins:
             self._regrid(e, k0)
 
-    def add(self, flat: np.ndarray, lo: float, hi: float) -> None:
+    def add(self, flat: np.ndarray, lo: float, hi: float, least: float, finite: bool = False) -> None:
         """Count ``flat`` (1-D float32; its magnitudes when ``absolute``), whose finite counted values
         lie in ``[lo, hi]`` (the caller's extremes: of the values, or bounds of the magnitudes),
-        widening the window first when needed."""
+        widening the window first when needed. ``least``: the least value counted (the least finite
+        magnitude when ``absolute``). ``finite``: the caller knows every value is finite (the faster
+        loop)."""
         new_lo, new_hi = min(self.lo, lo), max(self.hi, hi)
         if self.e is None or new_lo < self.lo or new_hi > self.hi:
             self._window_for(new_lo, new_hi)
         self.lo, self.hi = new_lo, new_hi
-        counts, least = _run(flat, self.bins, self.absolute, math.ldexp(1.0, -self.e), float(self.k0))
-        self.counts += counts
+        _count(flat, self.counts, self.absolute, math.ldexp(1.0, -self.e), float(self.k0), finite)
         self.least = min(self.least, least)
 
     def relu(self) -> "WideningHistogram":
