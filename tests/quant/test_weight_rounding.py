@@ -10,7 +10,8 @@ from onnx import numpy_helper
 
 from vacc_deploy.backends.ort.conv_stats import _ConvPatches, conv_second_moments
 from vacc_deploy.backends.ort.weight_rounding import gptq_levels, grid_scale, round_conv_weights
-from vacc_deploy.calibration import ArraySource, calibrate, quantize_int8
+from vacc_deploy.backends.ort.qdq import quantize_int8
+from vacc_deploy.calibration import ArraySource, calibrate
 from vacc_deploy.errors import BuildError
 from tests.quant.graphs import conv_relu_conv_add, random_inputs
 

@@ -134,3 +134,23 @@ def _one_pass(model: onnx.ModelProto, source: CalibrationSource, inputs: dict[st
     if seen == 0:
         raise BuildError("weight-rounding statistics: the calibration source yielded no image")
     return {c: a / seen for c, a in acc.items()}
+
+
+def channel_ranges(model: onnx.ModelProto, source: CalibrationSource,
+                   tensors: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{tensor: (min, max)}`` per channel (axis 1) of each of ``tensors`` over every sample of
+    ``source`` (one pass through the calibration chain). Raises BuildError (ORT failure)."""
+    lo: dict[str, np.ndarray] = {}
+    hi: dict[str, np.ndarray] = {}
+
+    def visit(name: str, arr: np.ndarray) -> None:
+        flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
+        a, b = flat.min(axis=(0, 2)), flat.max(axis=(0, 2))
+        lo[name] = np.minimum(lo[name], a) if name in lo else a.astype(np.float64)
+        hi[name] = np.maximum(hi[name], b) if name in hi else b.astype(np.float64)
+
+    names = list(dict.fromkeys(tensors))
+    chain = open_chain(infer_shapes(model), names)
+    if stream_chain(chain, names, source, visit) == 0:
+        raise BuildError("channel ranges: the calibration source yielded no image")
+    return {t: (lo[t], hi[t]) for t in names}

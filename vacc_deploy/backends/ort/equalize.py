@@ -197,3 +197,28 @@ def apply_scales(model: onnx.ModelProto, spaces: dict[int, Space], alphas: dict[
                 return w
             update(nodes[conv].input[1], scale_cols)
     return changed
+
+
+#: The scales :func:`median_scales` chooses are clipped to [1 / MAX_SCALE, MAX_SCALE].
+MAX_SCALE = 64.0
+
+
+def median_scales(spaces: dict[int, Space], ranges: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[int, np.ndarray]:
+    """Scales that give every channel of a space the same largest magnitude, its space's median:
+    ``alpha[c] = a[c] / median(a)`` with ``a[c]`` the largest ``|x|`` of channel ``c`` over the
+    space's quantized tensors (``ranges``: per-channel (min, max) of each tensor of
+    ``Space.tensors``, e.g. from :func:`vacc_deploy.backends.ort.conv_stats.channel_ranges`).
+    Channels never seen non-zero keep 1; scales are clipped to ``MAX_SCALE`` either way."""
+    alphas = {}
+    for sid, s in spaces.items():
+        a = np.zeros(s.channels)
+        for tensor, off in s.tensors:
+            lo, hi = ranges[tensor]
+            a = np.maximum(a, np.maximum(np.abs(lo), np.abs(hi))[off:off + s.channels])
+        live = a > 0
+        if not live.any():
+            continue
+        alpha = np.ones(s.channels)
+        alpha[live] = np.clip(a[live] / np.median(a[live]), 1.0 / MAX_SCALE, MAX_SCALE)
+        alphas[sid] = alpha
+    return alphas
