@@ -23,6 +23,7 @@ VARIANT is ``name:key=value,...`` with keys
             ``fq`` (uint8 fake-quantization of the int8 Convs' inputs; with ``w=float`` the
             activation error alone) or ``float`` (with ``w=nearest|gptq`` the weight error alone);
   ``only``  regex: only matching Convs int8 (others float); ``float``: regex of Convs kept float.
+  ``bits``  activation bits of the ``a=ort`` build: 8 (default) or 16 (uint16 QDQ activations).
 The first and last Convs stay float (the default build's float edges).
 """
 from __future__ import annotations
@@ -167,7 +168,7 @@ class Probe:
             onnx.save(m, str(src))
             names = [c for c in self.convs if c in floats]
             quantize_int8(src, dst, ranges, nodes_to_exclude=names + float_activations(m, names),
-                          op_types=INT8_OP_SETS["compute"])
+                          op_types=INT8_OP_SETS["compute"], activation_bits=int(o.get("bits", 8)))
             y = _run(dst, x)
         else:
             if o.get("w", "nearest") == "nearest":
