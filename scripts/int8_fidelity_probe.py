@@ -23,6 +23,8 @@ VARIANT is ``name:key=value,...`` with keys
             ``fq`` (uint8 fake-quantization of the int8 Convs' inputs; with ``w=float`` the
             activation error alone) or ``float`` (with ``w=nearest|gptq`` the weight error alone);
   ``only``  regex: only matching Convs int8 (others float); ``float``: regex of Convs kept float.
+  ``damp``  GPTQ damping (fraction of the mean of H's diagonal; default
+            vacc_deploy.backends.ort.weight_rounding.DAMP);
   ``bits``  activation bits of the ``a=ort`` build: 8 (default) or 16 (uint16 QDQ activations).
 The first and last Convs stay float (the default build's float edges).
 """
@@ -150,6 +152,23 @@ class Probe:
             np.savez(cache, names=np.array(list(h)), **{f"h{i}": v for i, v in enumerate(h.values())})
         round_conv_weights(m, h, int8)
 
+    @staticmethod
+    def damped(damp: float | None):
+        """Context: GPTQ's damping (fraction of the mean of H's diagonal) set to ``damp``."""
+        import contextlib
+
+        from vacc_deploy.backends.ort import weight_rounding
+
+        @contextlib.contextmanager
+        def ctx():
+            old = weight_rounding.DAMP
+            weight_rounding.DAMP = old if damp is None else damp
+            try:
+                yield
+            finally:
+                weight_rounding.DAMP = old
+        return ctx()
+
     def variant(self, spec: str, x: np.ndarray, ref: np.ndarray) -> str:
         name, _, kv = spec.partition(":")
         o = dict(p.split("=", 1) for p in kv.split(",") if p)
@@ -162,7 +181,8 @@ class Probe:
         floats |= {c for c in self.convs if "float" in o and re.search(o["float"], c)}
         int8 = [c for c in self.convs if c not in floats]
         if o.get("w", "nearest") == "gptq":
-            self.rounded(m, int8, tag)
+            with self.damped(float(o["damp"]) if "damp" in o else None):
+                self.rounded(m, int8, tag)
         if o.get("a", "ort") == "ort":
             src, dst = self.out / "source.onnx", self.out / "q.onnx"
             onnx.save(m, str(src))
