@@ -45,6 +45,12 @@ WEIGHT_SCALES: tuple[WeightScale, ...] = get_args(WeightScale)
 ActivationBits = Literal[8, 16]
 ACTIVATION_BITS: tuple[ActivationBits, ...] = get_args(ActivationBits)
 
+#: How an ONNX Runtime int8 build rounds Conv weights onto their grid: to the nearest level, or
+#: GPTQ's error-compensating rounding from the calibration images' Conv input statistics
+#: (:mod:`vacc_deploy.backends.ort.weight_rounding`).
+WeightRounding = Literal["nearest", "gptq"]
+WEIGHT_ROUNDINGS: tuple[WeightRounding, ...] = get_args(WeightRounding)
+
 #: Accuracy protocols: the papers' (Y channel, HR reference) or the vendor's (RGB, resized).
 Protocol = Literal["standard", "vendor"]
 PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
@@ -73,6 +79,9 @@ DEFAULT_WEIGHT_SCALE: WeightScale = "power2"
 DEFAULT_INT8_OPS: Int8Ops = "compute"
 DEFAULT_REDUCE_RANGE: ReduceRange = "off"
 DEFAULT_ACTIVATION_BITS: ActivationBits = 8
+DEFAULT_WEIGHT_ROUNDING: WeightRounding = "nearest"
+#: Cross-layer channel equalization before an int8 build's calibration (off: the export as is).
+DEFAULT_EQUALIZE = False
 DEFAULT_PROTOCOL: Protocol = "standard"
 #: Benchmark: timed runs, and untimed runs after the first.
 DEFAULT_ITERS = 20

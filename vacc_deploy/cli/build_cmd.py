@@ -40,6 +40,14 @@ def _print_onnx(config, built, backend: str) -> None:
               + (f", weight_scale {m['settings']['weight_scale']}" if "weight_scale" in m["settings"] else ""))
         if m["settings"].get("activation_bits", 8) != 8:
             print(f"  activations {m['settings']['activation_bits']}-bit")
+        if "equalize" in m:
+            e = m["equalize"]
+            print(f"  equalize {e['channels']} channels in {e['spaces']} spaces, scales "
+                  f"{e['scale_min']:.3g}..{e['scale_max']:.3g} ({e['seconds']:.1f} s)")
+        if "weight_rounding" in m:
+            r = m["weight_rounding"]
+            print(f"  rounding GPTQ on {r['convs']} convs, median output-error energy x{r['median_error_ratio']:.2f} "
+                  f"of nearest ({r['seconds']:.1f} s)")
         if "vacc_numerics" in m:
             v = m["vacc_numerics"]
             print(f"  int8     TVM rules (emulated): {v['int8_activations']} int8 activation tensors, "

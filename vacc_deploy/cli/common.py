@@ -24,6 +24,7 @@ from vacc_deploy.types import (
     INT8_OPS,
     PRECISIONS,
     REDUCE_RANGES,
+    WEIGHT_ROUNDINGS,
     WEIGHT_SCALES,
 )
 
@@ -129,6 +130,13 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
                         default=_DEFAULTS.activation_bits,
                         help="int8 activation width: 8 (default) or 16 (uint16 activations with int8 weights; "
                              "run in float by ONNX Runtime's CPU: higher fidelity, not faster)")
+    parser.add_argument("--equalize", action="store_true", default=_DEFAULTS.equalize,
+                        help="int8 (onnxruntime numerics): rescale channels across layers so that each "
+                             "activation tensor's channels share one range (exact in float; one extra pass)")
+    parser.add_argument("--weight-rounding", dest="weight_rounding", choices=WEIGHT_ROUNDINGS,
+                        default=_DEFAULTS.weight_rounding,
+                        help="int8 (onnxruntime numerics): nearest (default) or gptq (error-compensating "
+                             "rounding from the calibration images' Conv input statistics; slower build)")
     add_calib_args(parser)
 
 
@@ -177,7 +185,9 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
                         target_drop=getattr(args, "target_drop", None),
                         max_float_layers=getattr(args, "max_float_layers", None),
                         reduce_range=getattr(args, "reduce_range", _DEFAULTS.reduce_range),
-                        activation_bits=getattr(args, "activation_bits", _DEFAULTS.activation_bits))
+                        activation_bits=getattr(args, "activation_bits", _DEFAULTS.activation_bits),
+                        equalize=getattr(args, "equalize", _DEFAULTS.equalize),
+                        weight_rounding=getattr(args, "weight_rounding", _DEFAULTS.weight_rounding))
 
 
 def request_from_args(args: argparse.Namespace) -> ModelRequest:

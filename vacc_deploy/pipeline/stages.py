@@ -4,7 +4,8 @@ command shares, made once by :func:`vacc_deploy.pipeline.prepare`. Torch-free un
 must actually run.
 
 Order: weights (resolved and hashed once) -> export (fixed-shape fp32 ONNX) -> calibration set ->
-ranges (per calibration method) -> build (the backend's) -> session.
+[equalized export (int8 with ``equalize``)] -> ranges (per calibration method) -> build (the
+backend's) -> session.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from vacc_deploy import artifacts
 from vacc_deploy.backends import BuildInputs, BuildOptions, BuiltModel, SessionOptions, get_backend, open_session
-from vacc_deploy.calibration.dataset import CalibSet, make_calibration_set
+from vacc_deploy.calibration.dataset import CalibSet, CalibSource, make_calibration_set
 from vacc_deploy.calibration.ranges import Ranges, calibration_ranges
 from vacc_deploy.config import RowConfig
 from vacc_deploy.errors import UsageError
@@ -70,6 +71,23 @@ def ranges_stage(up: Upstream, opts: BuildOptions) -> Ranges:
                               artifacts.row_workdir(up.config.name, up.workdir))
 
 
+def equalize_stage(up: Upstream) -> Upstream:
+    """``up`` with its export replaced by the cross-layer channel equalization of it (cached; exact
+    in float, scales from the calibration set: :mod:`vacc_deploy.backends.ort.prepare`), so that the
+    ranges and the build that follow read the equalized model. Raises UsageError (option
+    ``calib_images``) without a calibration set."""
+    from vacc_deploy.backends.ort.prepare import equalized_model
+
+    if up.calib is None:
+        raise UsageError("equalization needs calibration images (none given)", option="calib_images")
+    path, info = equalized_model(up.exported.onnx_path, up.calib.sha256, CalibSource(up.calib, up.exported.spec),
+                                 artifacts.row_workdir(up.config.name, up.workdir))
+    note = (f"equalized: {info['channels']} channels in {info['spaces']} spaces, "
+            f"scales {info['scale_min']:.3g}..{info['scale_max']:.3g}")
+    return dataclasses.replace(up, exported=dataclasses.replace(up.exported, onnx_path=path,
+                                                                notes=[*up.exported.notes, note]))
+
+
 def with_seed_method(config: RowConfig, opts: BuildOptions) -> BuildOptions:
     """``opts`` with the row's seed calibration method filled in for an int8 build that names none."""
     if opts.precision == "int8" and opts.quant is None:
@@ -90,6 +108,11 @@ def build_stage(up: Upstream, req: ModelRequest) -> BuiltModel:
     int8 = opts.precision == "int8"
     if int8 and up.calib is None:
         raise UsageError("an int8 build needs calibration images (none given)", option="calib_images")
+    if int8 and opts.equalize:
+        if backend.calibration != "ranges":
+            raise UsageError(f"backend {backend.name} calibrates itself: equalization does not apply",
+                             option="equalize")
+        up = equalize_stage(up)
     ranges = ranges_stage(up, opts) if int8 and backend.calibration == "ranges" else None
     return backend.build(BuildInputs(config=up.config, weights=up.weights, options=opts, exported=up.exported,
                                      calib=up.calib if int8 else None, ranges=ranges, workdir=up.workdir,

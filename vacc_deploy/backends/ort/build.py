@@ -22,9 +22,11 @@ from vacc_deploy import artifacts, machine
 from vacc_deploy.artifacts.guard import file_records, reusable, stage_lock
 from vacc_deploy.backends.base import BuildInputs, BuiltModel
 from vacc_deploy.backends.ort.layers import float_activations, float_layers_of
-from vacc_deploy.backends.ort import NAME, NUMERICS, NUMERICS_KEY, VACC_NUMERICS, WEIGHT_BITS_KEY
+from vacc_deploy.backends.ort import NAME, NUMERICS, NUMERICS_KEY, VACC_NUMERICS, WEIGHT_BITS_KEY, prepare
 from vacc_deploy.backends.ort.options import BuildOptions, resolve_reduce_range
+from vacc_deploy.calibration.dataset import CalibSet, CalibSource
 from vacc_deploy.calibration.ranges import Ranges
+from vacc_deploy.spec import ModelSpec
 from vacc_deploy.errors import UsageError
 from vacc_deploy.types import INT8_OPS, PRECISIONS
 
@@ -48,7 +50,7 @@ class BuildResult:
     numerics: str | None = None
 
 
-def _check(opts: BuildOptions, ranges: Ranges | None) -> None:
+def _check(opts: BuildOptions, ranges: Ranges | None, calib: CalibSet | None) -> None:
     if opts.precision not in PRECISIONS:
         raise UsageError(f"'{opts.precision}': expected one of {', '.join(PRECISIONS)}", option="precision")
     if opts.numerics not in NUMERICS:
@@ -64,6 +66,9 @@ def _check(opts: BuildOptions, ranges: Ranges | None) -> None:
         raise UsageError(f"'{opts.int8_ops}': expected one of {', '.join(INT8_OPS)}", option="int8_ops")
     if opts.emulates_vacc and opts.activation_bits != 8:
         raise UsageError("vacc numerics quantize activations to 8 bits only", option="activation_bits")
+    prepare.check_options(opts)
+    if opts.weight_rounding == "gptq" and calib is None:
+        raise UsageError("GPTQ weight rounding needs the calibration set (none given)", option="calib_images")
 
 
 def _build_key(model_sha: str, opts: BuildOptions, ranges: Ranges | None, reduce_range: bool) -> str:
@@ -74,6 +79,7 @@ def _build_key(model_sha: str, opts: BuildOptions, ranges: Ranges | None, reduce
         "percentile": opts.calibration[1], "int8_ops": opts.int8_ops,
         "reduce_range": reduce_range, "calib": ranges.calib_sha256 if ranges else None,
         **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
+        **(prepare.settings(opts) if opts.precision == "int8" else {}),
         "versions": machine.tool_versions(),
         **({"numerics": opts.numerics, "weight_scale": opts.weight_scale, "vacc_format": VACC_FORMAT}
            if opts.emulates_vacc else {}),
@@ -81,16 +87,19 @@ def _build_key(model_sha: str, opts: BuildOptions, ranges: Ranges | None, reduce
 
 
 def build_onnxruntime(model_path: Path, opts: BuildOptions, *, row: str, ranges: Ranges | None = None,
-                      workdir: Path | None = None, force: bool = False) -> BuildResult:
+                      calib: tuple[CalibSet, ModelSpec] | None = None, workdir: Path | None = None,
+                      force: bool = False) -> BuildResult:
     """Build ``opts.precision`` of the fp32 ONNX ``model_path`` (cached).
 
     fp32 returns the input model itself. fp16 keeps fp32 inputs/outputs. int8 is QDQ with uint8
     activations and int8 weights (``opts.numerics`` onnxruntime) or the emulation of the VACC card's
-    int8 arithmetic (vacc), from ``ranges`` (the calibration stage's, of method ``opts.quant``).
-    Raises UsageError / BuildError. A cached build is verified against its manifest (file sizes,
+    int8 arithmetic (vacc), from ``ranges`` (the calibration stage's, of method ``opts.quant``);
+    ``calib`` (the calibration set and the row's spec) is read only for ``weight_rounding`` gptq,
+    whose statistics come from its images (the build key holds the set through ``ranges``).
+    ``model_path`` may be the equalize stage's rewrite of the export. Raises UsageError / BuildError. A cached build is verified against its manifest (file sizes,
     sha256) and rebuilt with a warning when damaged; ``force`` rebuilds it.
     """
-    _check(opts, ranges)
+    _check(opts, ranges, calib[0] if calib else None)
     if opts.precision == "fp32":
         return BuildResult("fp32", None, Path(model_path), None)
     int8 = opts.precision == "int8"
@@ -105,18 +114,20 @@ def build_onnxruntime(model_path: Path, opts: BuildOptions, *, row: str, ranges:
         if cached is not None:
             return BuildResult(opts.precision, quant, folder / "model.onnx", folder, cached, cached=True,
                                numerics=opts.numerics if int8 else None)
-        return _build_into(folder, key, model_path, model_sha, ranges, opts, reduce_range, row)
+        return _build_into(folder, key, model_path, model_sha, (ranges, calib), opts, reduce_range, row)
 
 
-def _build_into(folder: Path, key: str, model_path: Path, model_sha: str, ranges: Ranges | None,
-                opts: BuildOptions, reduce_range: bool, row: str) -> BuildResult:
+def _build_into(folder: Path, key: str, model_path: Path, model_sha: str,
+                data: tuple[Ranges | None, tuple[CalibSet, ModelSpec] | None], opts: BuildOptions,
+                reduce_range: bool, row: str) -> BuildResult:
     """Build into ``folder`` (staged: it appears whole or not at all); the caller holds its lock."""
     int8 = opts.precision == "int8"
+    ranges, calib = data
     t0 = time.perf_counter()
     with artifacts.staged_dir(folder) as tmp:
         if int8:
             assert ranges is not None
-            extra = _int8_into(tmp, model_path, ranges, opts, reduce_range)
+            extra = _int8_into(tmp, model_path, ranges, calib, opts, reduce_range)
         else:
             extra = _fp16_into(tmp, model_path)
         manifest = {"row": row, "precision": opts.precision, "quant": opts.quant if int8 else None,
@@ -138,15 +149,15 @@ def _fp16_into(tmp: Path, model_path: Path) -> dict[str, Any]:
     return {"timings": {"convert_s": time.perf_counter() - t0}}
 
 
-def _int8_into(tmp: Path, model_path: Path, ranges: Ranges, opts: BuildOptions,
-               reduce_range: bool) -> dict[str, Any]:
+def _int8_into(tmp: Path, model_path: Path, ranges: Ranges, calib: tuple[CalibSet, ModelSpec] | None,
+               opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
     from vacc_deploy.backends.ort.qdq import quantize_int8
     from vacc_deploy.calibration.collect import INT8_OP_SETS
 
     graph = onnx.load(str(model_path), load_external_data=False)
     names, indices = float_layers_of(graph, opts)
     t0 = time.perf_counter()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"equalize": prepare.equalize_info(model_path)} if opts.equalize else {}
     if opts.emulates_vacc:
         from vacc_deploy.backends.ort.vacc_numerics import quantize_vacc
 
@@ -154,9 +165,18 @@ def _int8_into(tmp: Path, model_path: Path, ranges: Ranges, opts: BuildOptions,
                                                weight_scale=opts.weight_scale, per_channel=opts.per_channel,
                                                float_convs=names)
     else:
-        quantize_int8(model_path, tmp / "model.onnx", ranges.ranges, per_channel=opts.per_channel,
+        source = model_path
+        if opts.weight_rounding == "gptq":
+            assert calib is not None
+            source = tmp / "rounded.onnx"
+            extra["weight_rounding"] = prepare.gptq_rounded_model(
+                model_path, source, CalibSource(*calib), prepare.int8_convs(graph, names),
+                per_channel=opts.per_channel, weight_bits=7 if reduce_range else 8)
+        quantize_int8(source, tmp / "model.onnx", ranges.ranges, per_channel=opts.per_channel,
                       nodes_to_exclude=names + float_activations(graph, names), reduce_range=reduce_range,
                       op_types=INT8_OP_SETS[opts.int8_ops], activation_bits=opts.activation_bits)
+        if source != model_path:
+            source.unlink()
     _tag(tmp / "model.onnx", 7 if reduce_range else 8, opts.numerics)
     artifacts.atomic_write_json(tmp / "ranges.json", {k: list(v) for k, v in ranges.ranges.items()})
     return {"calibration": dict(ranges.info), "float_layers": names, "float_layer_indices": indices, **extra,
@@ -181,6 +201,7 @@ def _settings(opts: BuildOptions, reduce_range: bool) -> dict[str, Any]:
     return {"per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers), "float_edges": opts.float_edges,
             "percentile": opts.calibration[1], "reduce_range": reduce_range, "int8_ops": opts.int8_ops,
             **({"activation_bits": opts.activation_bits} if opts.activation_bits != 8 else {}),
+            **prepare.settings(opts),
             **({"numerics": VACC_NUMERICS, "weight_scale": opts.weight_scale} if opts.emulates_vacc else {})}
 
 
@@ -191,7 +212,8 @@ def build_onnx(inputs: BuildInputs, backend: str) -> BuiltModel:
     if exported is None:
         raise UsageError(f"row '{inputs.config.name}': an ONNX build needs the fp32 export")
     opts = inputs.options
-    b = build_onnxruntime(exported.onnx_path, opts, row=inputs.config.name, ranges=inputs.ranges,
+    calib = (inputs.calib, exported.spec) if inputs.calib is not None else None
+    b = build_onnxruntime(exported.onnx_path, opts, row=inputs.config.name, ranges=inputs.ranges, calib=calib,
                           workdir=inputs.workdir, force=inputs.force)
     return BuiltModel(row=inputs.config.name, spec=exported.spec, input_shape=tuple(exported.input_shape),
                       precision=b.precision, quant=b.quant, numerics=b.numerics, label=exported.weights,

@@ -10,9 +10,11 @@ from vacc_deploy.backends.ort import DEFAULT_NUMERICS, VACC_NUMERICS, Numerics
 from vacc_deploy.errors import UsageError
 from vacc_deploy.types import (
     DEFAULT_ACTIVATION_BITS,
+    DEFAULT_EQUALIZE,
     DEFAULT_INT8_OPS,
     DEFAULT_PERCENTILE,
     DEFAULT_REDUCE_RANGE,
+    DEFAULT_WEIGHT_ROUNDING,
     DEFAULT_WEIGHT_SCALE,
     VACC_PERCENTILE,
     REDUCE_RANGES,
@@ -21,6 +23,7 @@ from vacc_deploy.types import (
     Int8Ops,
     Precision,
     ReduceRange,
+    WeightRounding,
     WeightScale,
 )
 
@@ -49,7 +52,11 @@ class BuildOptions:
     in float exactly the Conv layers the vamc YAML lists (``skip_layers`` and the edges when
     ``float_edges``), nothing else: ``int8_ops`` and ``reduce_range`` do not apply to it.
     ``activation_bits`` (ONNX Runtime numerics only): 8 (uint8 activations) or 16 (uint16
-    activations, int8 weights; ORT runs them in float on CPU: a fidelity build, not a fast one)."""
+    activations, int8 weights; ORT runs them in float on CPU: a fidelity build, not a fast one).
+    ``equalize`` and ``weight_rounding`` (int8, ONNX Runtime numerics only; fp32 rewrites that change
+    how int8 rounds the network, not its fp32 function, :mod:`vacc_deploy.backends.ort.prepare`):
+    cross-layer channel equalization of the export before calibration (the pipeline's equalize
+    stage), and how the build rounds Conv weights (``nearest`` or ``gptq``)."""
 
     precision: Precision = "fp32"
     quant: CalibMethod | None = None
@@ -64,6 +71,8 @@ class BuildOptions:
     numerics: Numerics = DEFAULT_NUMERICS
     weight_scale: WeightScale = DEFAULT_WEIGHT_SCALE
     activation_bits: ActivationBits = DEFAULT_ACTIVATION_BITS
+    equalize: bool = DEFAULT_EQUALIZE
+    weight_rounding: WeightRounding = DEFAULT_WEIGHT_ROUNDING
 
     @property
     def emulates_vacc(self) -> bool:
