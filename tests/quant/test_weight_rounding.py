@@ -94,7 +94,7 @@ def test_ort_writes_exactly_the_rounded_levels(tmp_path):
     mine = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for conv in (n for n in q.graph.node if n.op_type == "Conv"):
         dq = next(n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == conv.input[1])
-        levels, scale = inits[dq.input[0]].astype(np.float64), inits[dq.input[1]].astype(np.float64)
+        levels = inits[dq.input[0]].astype(np.float64)
         w = mine[{"c1": "w1", "c2": "w2"}[conv.name]].astype(np.float64)
         expect = w / grid_scale(w.reshape(len(w), -1), 127, True)[:, None, None, None]
         assert np.array_equal(levels, np.rint(expect)), conv.name
