@@ -193,10 +193,17 @@ def test_stale_partial_removed_live_one_kept(tmp_path: Path) -> None:
     assert sweep_stale(parent) == [parent / ".fp16-live.def456.partial"] and not any(parent.iterdir())
 
 
+def _default_sigint() -> None:
+    # A test suite started in the background by a non-interactive shell (``pytest &``, nohup)
+    # inherits SIGINT ignored, and Python then leaves it ignored: the CLI under test must see the
+    # signal as an interactive user's Ctrl-C delivers it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli_proc(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "vacc_deploy", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kw)
 
 
 def _int8_build(work: Path, images: Path) -> list[str]:
