@@ -61,6 +61,7 @@ def bench_row(row: str, args: argparse.Namespace) -> dict[str, Any]:
             "--num", str(args.num)]
     argv += ["--workdir", str(args.workdir)] if args.workdir else []
     argv += ["--threads", str(args.threads)] if args.threads else []
+    argv += ["--calib-mode", args.calib_mode] if args.calib_mode else []
     return benchmark(load_row(row), build_parser().parse_args(argv))
 
 
@@ -181,6 +182,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights-dir", type=Path, default=REPO.parent / "shared" / "data" / "weights")
     p.add_argument("--calib-images", type=Path, default=REPO.parent / "shared" / "data" / "images" / "RealSRSet")
+    p.add_argument("--calib-mode", choices=("crop", "resize"), default=None,
+                   help="int8 calibration samples: crops (the default) or whole images resized to the input "
+                        "(for rows whose input is larger than twice the calibration images, e.g. 1080p)")
     p.add_argument("--num", type=int, default=8, help="int8 calibration samples (default 8)")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=REPO / "docs" / "benchmarks.json")
