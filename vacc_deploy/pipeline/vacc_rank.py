@@ -163,7 +163,7 @@ def ranking(up: Upstream, opts: BuildOptions, limit: int | None) -> list[dict]:
     are not ranked. Raises UsageError (option ``calib_images``) without a calibration set."""
     import itertools
 
-    from vacc_deploy.backends.ort.layers import edge_convs, float_layers
+    from vacc_deploy.backends.ort.layers import edge_convs, float_layers_of
     from vacc_deploy.calibration.dataset import CalibSource
     from vacc_deploy.pipeline.stages import ranges_stage
 
@@ -173,7 +173,7 @@ def ranking(up: Upstream, opts: BuildOptions, limit: int | None) -> list[dict]:
     samples = list(itertools.islice(CalibSource(up.calib, up.exported.spec), SAMPLES))
     fp32_path = up.exported.onnx_path
     model = onnx.load(str(fp32_path), load_external_data=False)
-    fixed, _ = float_layers(fp32_path, opts)
+    fixed, _ = float_layers_of(model, opts)
     return greedy_float_convs(fp32_path, ranges, samples, weight_scale=opts.weight_scale,
                               per_channel=opts.per_channel, fixed=fixed,
                               pool=candidates(model, edge_convs(model)),
