@@ -1,4 +1,4 @@
-"""Test helpers: a local HTTP file server on 127.0.0.1 and row-YAML variants."""
+"""Test helpers: a local HTTP file server on 127.0.0.1, row-YAML variants, noise images."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import yaml
 
 from vacc_deploy.config import CONFIG_DIR
@@ -69,3 +71,12 @@ def load_from_bytes(data: bytes, name: str, load: Callable[[Path], Any], error: 
         except error as exc:
             assert str(path) in str(exc) and "\n" not in str(exc)  # one line naming the file
             return None
+
+
+def noise_images(folder: Path, n: int = 3, hw: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
+    """``folder`` with ``n`` uniform-noise 8-bit PNGs ``0.png`` ... (``hw`` pixels, one generator
+    seeded ``seed`` drawn in turn): a small calibration folder for builds in tests."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (*hw, 3), dtype=np.uint8))
+    return folder

@@ -4,11 +4,11 @@ bad inputs; an interrupted build leaves nothing half-written and a rerun complet
 from __future__ import annotations
 
 
-import cv2
 import numpy as np
 import onnx
 import pytest
 
+from tests.helpers import noise_images
 from vacc_deploy.backends.ort.session import OrtSession
 from vacc_deploy.backends import BuildOptions
 from vacc_deploy.backends.ort.layers import conv_nodes
@@ -26,10 +26,7 @@ SHAPE = (1, 3, 32, 32)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    imgs = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        cv2.imwrite(str(imgs / f"{i}.png"), rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    imgs = noise_images(tmp_path_factory.mktemp("imgs"))
     exported = export_row(load_row("lesrcnn_x2"), "synthetic", SHAPE, workdir=work)
     spec = exported.spec
     calib = make_calibration_set("lesrcnn_x2", spec, imgs, SHAPE, num=4, workdir=work)

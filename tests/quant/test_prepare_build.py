@@ -4,11 +4,11 @@ recorded, cached, fp32 function kept, bad combinations refused with the option n
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.helpers import noise_images
 from vacc_deploy.backends import BuildOptions
 from vacc_deploy.backends.ort.build import build_onnxruntime
 from vacc_deploy.calibration.ranges import calibration_ranges
@@ -22,10 +22,7 @@ SHAPE = (1, 3, 32, 32)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    imgs = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        cv2.imwrite(str(imgs / f"{i}.png"), rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    imgs = noise_images(tmp_path_factory.mktemp("imgs"))
     config = load_row("lesrcnn_x2")
     req = ModelRequest(weights="synthetic", shape=SHAPE, calib=CalibRequest(images=imgs, num=4),
                        build=BuildOptions(precision="int8", quant="max"))
