@@ -46,8 +46,11 @@ class Ranges:
 
 
 def _read(path: Path, method: str) -> Ranges | None:
+    """The cached ranges at ``path``; None when there are none or they are unreadable (warned)."""
     from vacc_deploy.calibration import CalibrationResult
 
+    if not path.is_file():
+        return None
     try:
         data = artifacts.read_json(path)
         return Ranges(method, CalibrationResult.from_dict(data["result"]).ranges, data["info"], path, cached=True)
@@ -73,14 +76,11 @@ def calibration_ranges(model_path: Path, calib: CalibSet, spec: ModelSpec, metho
     key = artifacts.stage_key({"format": RANGES_FORMAT, "model": artifacts.file_digest(model_path),
                                "calib": calib.sha256, "method": method, **params})
     path = row_dir / "ranges" / f"{method}-{key}.json"
-    cached = _read(path, method) if path.is_file() else None
+    cached = _read(path, method)
     if cached is not None:
         return cached
     with stage_lock(path):  # a second process asking for the same ranges waits, then reads them
-        cached = _read(path, method) if path.is_file() else None
-        if cached is not None:
-            return cached
-        return _calibrated(path, model_path, calib, spec, method, params)
+        return _read(path, method) or _calibrated(path, model_path, calib, spec, method, params)
 
 
 def _calibrated(path: Path, model_path: Path, calib: CalibSet, spec: ModelSpec, method: str,
