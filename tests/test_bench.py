@@ -154,6 +154,23 @@ def test_benchmark_plot_is_png(bench_json) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 1000
 
 
+def test_benchmark_int8_line_records_its_calibration_cost(tmp_path: Path, capsys) -> None:
+    from tests.helpers import noise_images
+
+    (tmp_path / "calib").mkdir()
+    calib = noise_images(tmp_path / "calib", n=2)
+    out = tmp_path / "out.json"
+    code = main(["benchmark", "lesrcnn_x2", "--weights", "synthetic", "--shape", "1x3x32x32", "--precisions", "int8",
+                 "--quant", "max", "--calib-images", str(calib), "--num", "3", "--iters", "1", "--warmup", "0",
+                 "--json", str(out), "--workdir", str(tmp_path / "work")])
+    assert code == 0
+    (r,) = json.loads(out.read_text())["results"]
+    c = r["calibration"]
+    assert (r["precision"], c["images"], c["method"]) == ("int8", 3, "max")
+    assert c["seconds_per_image"] > 0 and c["segments"] >= 1
+    assert "calibration of onnxruntime int8 max: 3 samples," in capsys.readouterr().out
+
+
 def test_benchmark_bad_backend_is_usage_error(capsys) -> None:
     assert main(["benchmark", "lesrcnn_x2", "--backends", "tensorrt"]) == 2
     assert "--backends" in capsys.readouterr().err

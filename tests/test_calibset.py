@@ -115,3 +115,41 @@ def test_bsrgan_degradation(folder, tmp_path) -> None:
     plain = _make(folder, tmp_path, num=2)
     degraded = _make(folder, tmp_path, num=2, degrade="bsrgan")
     assert degraded.sha256 != plain.sha256 and degraded.manifest["degrade"] == "bsrgan"
+
+
+@pytest.fixture()
+def small_folder(tmp_path) -> Path:
+    """Images all smaller than half the 24x32 input (one shorter than the others)."""
+    d = tmp_path / "small"
+    d.mkdir()
+    rng = np.random.default_rng(2)
+    for i, hw in enumerate([(10, 12), (11, 9), (7, 15)]):
+        cv2.imwrite(str(d / f"s{i}.png"), rng.integers(0, 256, (*hw, 3), dtype=np.uint8))
+    return d
+
+
+def test_images_smaller_than_half_the_input_point_to_mosaic_mode(small_folder, tmp_path) -> None:
+    for mode in ("crop", "resize"):
+        with pytest.raises(DatasetError, match="none of the 3 images could be used.*'mosaic'"):
+            _make(small_folder, tmp_path / mode, mode=mode)
+
+
+def test_mosaic_tiles_native_scale_crops_over_the_whole_input(small_folder, tmp_path) -> None:
+    calib = _make(small_folder, tmp_path / "w", num=4, mode="mosaic", seed=1)
+    assert calib.num == 4 and calib.manifest["n_skipped"] == 0
+    sources = {p.name: cv2.imread(str(p)) for p in small_folder.iterdir()}
+    for entry, png in zip(calib.manifest["samples"], calib.images):
+        sample = cv2.imread(str(png))
+        assert sample.shape == (24, 32, 3)
+        covered = np.zeros((24, 32), int)
+        for t in entry["tiles"]:
+            (y, x), (by, bx, h, w) = t["at"], t["box"]
+            covered[y : y + h, x : x + w] += 1
+            src = sources[t["source"]]
+            if by + h <= src.shape[0]:  # a tile of an image shorter than its row is padded below
+                np.testing.assert_array_equal(sample[y : y + h, x : x + w], src[by : by + h, bx : bx + w])
+        assert (covered == 1).all()  # every pixel from exactly one tile: no gaps, no overlaps
+        assert len({t["source"] for t in entry["tiles"]}) == 3  # crops of several images
+    again = _make(small_folder, tmp_path / "w2", num=4, mode="mosaic", seed=1)
+    assert again.sha256 == calib.sha256 and _make(small_folder, tmp_path / "w3", num=4, mode="mosaic",
+                                                   seed=2).sha256 != calib.sha256

@@ -21,7 +21,7 @@ CALIB_METHODS: tuple[CalibMethod, ...] = get_args(CalibMethod)
 
 #: How calibration samples are cut from the images: native-scale random crops of the input size,
 #: or whole images resized to it (the vendor's way).
-CalibMode = Literal["crop", "resize"]
+CalibMode = Literal["crop", "resize", "mosaic"]
 CALIB_MODES: tuple[CalibMode, ...] = get_args(CalibMode)
 
 #: What is done to calibration images first: nothing, or the BSRGAN degradation model.

@@ -47,3 +47,16 @@ def test_page_rewrites_only_the_generated_block(bench_all: Any) -> None:
     assert "| a | official | 1x3x8x8 | onnxruntime | fp32 | - | 10.0 |" in out
     assert "- a: 2026-01-01 on m: `first`" in out and "- z: not measured yet" in out
     assert bench_all.page(None, block) == "# Benchmarks\n\n" + block + "\n"
+
+
+def test_int8_lines_show_their_calibration_cost(bench_all: Any) -> None:
+    doc = _doc("a", 10.0)
+    int8 = {**doc["results"][0], "precision": "int8", "quant": "percentile",
+            "calibration": {"images": 4, "method": "percentile", "seconds_per_image": 1.234, "segments": 3}}
+    old_int8 = {**int8, "calibration": {"images": 4, "method": "percentile", "seconds_per_image": None}}
+    doc["results"] += [int8, old_int8]
+    lines = [ln for ln in bench_all.table(bench_all.merge(None, [doc], {}, ["a"]), ["a"]).splitlines()
+             if ln.startswith("| a |")]
+    assert lines[0].endswith("| 2/3 | - |")  # fp32: no calibration
+    assert lines[1].endswith("| 2/3 | 1.23 (4) |")
+    assert lines[2].endswith("| 2/3 | - |")  # calibrated before seconds were recorded

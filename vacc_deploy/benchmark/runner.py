@@ -63,6 +63,10 @@ def _record(t: BenchTarget, measured: dict[str, Any]) -> dict[str, Any]:
         from vacc_deploy.backends.ort.session import int8_8bit_weights
 
         rec["int8_weight_bits"] = 8 if int8_8bit_weights(b.onnx_path) else 7  # the speed notes read it
+    calib = b.manifest.get("calibration") if b.precision == "int8" else None
+    if calib:  # what the int8 build's calibration cost (absent from builds cached by older versions)
+        rec["calibration"] = {k: calib.get(k) for k in ("images", "method", "seconds_per_image", "segments",
+                                                         "peak_rss_mb")}
     rec["flops"] = t.flops
     rec["gflops_per_s"] = t.flops / (measured["latency_ms"]["p50"] / 1e3) / 1e9
     return rec

@@ -5,7 +5,12 @@ hashed and cached in the work folder. Torch-free.
 tiling; images smaller than the crop are reflect-padded as tiling pads them); ``resize`` mode
 resizes whole images to the input size with ``cv2.INTER_AREA``, as the vendor's build dataset
 does. In both modes images smaller than half the input size in either dimension are skipped (their
-samples would be mostly padding or interpolation). With ``degrade="bsrgan"`` each source image first
+samples would be mostly padding or interpolation). ``mosaic`` mode is for inputs larger than the
+calibration images (a 1080p row calibrated on photos of a few hundred pixels): each sample is the
+input-size canvas filled, in rows of tiles left to right, with native-scale random crops of
+consecutive images (each crop as large as its image allows, the row as tall as its first tile; no
+interpolation, padding only for an image shorter than its row), so the model sees real pixels at
+their own scale everywhere but at the tile seams. Every readable image is used. With ``degrade="bsrgan"`` each source image first
 goes through the BSRGAN degradation model (realistic low-quality inputs for blind SR rows).
 
 A set is a folder ``<workdir>/<row>/calib/<mode>-<H>x<W>-n<N>-s<seed>-<key>/`` holding the samples
@@ -16,11 +21,13 @@ on the fly, one at a time, so neither disk nor memory holds N float arrays.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -119,12 +126,13 @@ def _degrade(rgb: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarra
     return lq
 
 
-def _load(path: Path, skipped: list[str], hw: tuple[int, int]) -> np.ndarray | None:
+def _load(path: Path, skipped: list[str], hw: tuple[int, int] | None) -> np.ndarray | None:
     """The image's RGB, or None (with a warning, listed in ``skipped``) when it is unreadable or
-    smaller than half the input size in either dimension (its samples would be mostly padding)."""
+    (``hw`` given) smaller than half the input size in either dimension (its samples would be mostly
+    padding)."""
     try:
         rgb = read_image(path).rgb
-        if 2 * rgb.shape[0] < hw[0] or 2 * rgb.shape[1] < hw[1]:
+        if hw is not None and (2 * rgb.shape[0] < hw[0] or 2 * rgb.shape[1] < hw[1]):
             raise ImageError(f"image {path} is {rgb.shape[0]}x{rgb.shape[1]}, smaller than half the "
                              f"{hw[0]}x{hw[1]} input")
         return rgb
@@ -132,6 +140,52 @@ def _load(path: Path, skipped: list[str], hw: tuple[int, int]) -> np.ndarray | N
         log.warning("skipping image: %s", exc)
         skipped.append(str(path))
         return None
+
+
+def _as_is(rgb: np.ndarray) -> np.ndarray:
+    return rgb
+
+
+def _usable(order: list[Path], skipped: list[str], hw: tuple[int, int] | None) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, RGB) of ``order`` in turn, again and again; an unusable image (:func:`_load`) is
+    dropped the first time it is met. Ends when no image is left."""
+    order, i = list(order), 0
+    while order:
+        path = order[i % len(order)]
+        rgb = _load(path, skipped, hw)
+        if rgb is None:
+            order.remove(path)
+            continue
+        yield path, rgb
+        i += 1
+
+
+def _mosaic(images: Iterator[tuple[Path, np.ndarray]], hw: tuple[int, int], rng: np.random.Generator,
+            prepare: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray | None, list[dict[str, Any]]]:
+    """An ``hw`` canvas filled with native-scale random crops of the next images (module docstring),
+    each passed through ``prepare`` first; (None, tiles) when the images run out. Tiles record their
+    source, crop box [y, x, h, w] in it and position [y, x] on the canvas."""
+    canvas: np.ndarray | None = None
+    tiles: list[dict[str, Any]] = []
+    y = 0
+    while y < hw[0]:
+        x, band = 0, 0
+        while x < hw[1]:
+            path, rgb = next(images, (None, None))
+            if path is None or rgb is None:
+                return None, tiles
+            rgb = prepare(rgb)
+            band = band or min(rgb.shape[0], hw[0] - y)
+            if rgb.shape[0] < band:
+                rgb = np.pad(rgb, ((0, band - rgb.shape[0]), (0, 0), (0, 0)), mode="symmetric")
+            tile, box = _crop(rgb, band, min(rgb.shape[1], hw[1] - x), rng)
+            if canvas is None:
+                canvas = np.empty((*hw, rgb.shape[2]), rgb.dtype)
+            canvas[y : y + band, x : x + tile.shape[1]] = tile
+            tiles.append({"source": path.name, "box": box, "at": [y, x]})
+            x += tile.shape[1]
+        y += band
+    return canvas, tiles
 
 
 def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int], seed: int,
@@ -142,23 +196,26 @@ def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int]
     order = [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
     samples: list[dict[str, Any]] = []
     skipped: list[str] = []
+    images = _usable(order, skipped, None if mode == "mosaic" else hw)
     # warnings (skipped images) go on their own line above the bar
     with logging_redirect_tqdm(), progress_bar(total=num, desc="calibration set", unit="img") as bar:
-        i = 0
-        while len(samples) < num and order:
-            path = order[i % len(order)]
-            rgb = _load(path, skipped, hw)
-            if rgb is None:
-                order.remove(path)
-                continue
+        while len(samples) < num:
             rng = np.random.default_rng([seed, len(samples)])
-            if degrade == "bsrgan":
-                rgb = _degrade(rgb, scale, rng)
-            sample, box = _sample(rgb, mode, hw, rng)
+            prepare = functools.partial(_degrade, scale=scale, rng=rng) if degrade == "bsrgan" else _as_is
+            if mode == "mosaic":
+                sample, tiles = _mosaic(images, hw, rng, prepare)
+                if sample is None:
+                    break
+                entry: dict[str, Any] = {"source": tiles[0]["source"], "box": [], "tiles": tiles}
+            else:
+                path, rgb = next(images, (None, None))
+                if path is None or rgb is None:
+                    break
+                sample, box = _sample(prepare(rgb), mode, hw, rng)
+                entry = {"source": path.name, "box": box}
             write_image(tmp / f"{len(samples):04d}.png", to_uint(sample, 8, "round"))
-            samples.append({"index": len(samples), "source": path.name, "box": box})
+            samples.append({"index": len(samples), **entry})
             bar.update(1)
-            i += 1
     return samples, skipped
 
 
@@ -177,8 +234,10 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
 
     Raises DatasetError for a missing/empty folder or when no image is readable; UsageError for a
     bad mode/number. In ``resize`` mode a folder with fewer images than ``num`` gives fewer samples
-    (with a warning); in ``crop`` mode several crops come from each image. Unreadable images and
-    images smaller than half the input size are skipped with a warning and counted in the manifest.
+    (with a warning); in ``crop`` mode several crops come from each image, in ``mosaic`` mode each
+    sample holds crops of several images (its manifest entry lists them under ``tiles``). Unreadable
+    images, and outside ``mosaic`` mode images smaller than half the input size, are skipped with a
+    warning and counted in the manifest.
     A cached set is verified (file sizes, sha256) and rebuilt when damaged; ``force`` rebuilds it.
     """
     if mode not in CALIB_MODES or degrade not in DEGRADATIONS or num < 1:
@@ -199,8 +258,10 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
         with artifacts.staged_dir(folder) as tmp:
             samples, skipped = _fill(tmp, paths, num, mode, hw, seed, degrade, spec.scale)
             if not samples:
-                raise DatasetError(f"{images}: none of the {len(paths)} images could be used "
-                                   f"(unreadable, or smaller than half the {hw[0]}x{hw[1]} input)",
+                small = "" if mode == "mosaic" else (
+                    f", or smaller than half the {hw[0]}x{hw[1]} input: calibration mode 'mosaic' tiles "
+                    "native-scale crops of small images into the input")
+                raise DatasetError(f"{images}: none of the {len(paths)} images could be used (unreadable{small})",
                                    option="calib_images")
             manifest = {"row": row, "mode": mode, "shape": list(shape), "num": len(samples), "seed": seed,
                         "degrade": degrade, "images": str(images), "sources": digests, "samples": samples,

@@ -88,6 +88,12 @@ def print_table(doc: dict[str, Any]) -> None:
               f"{lat['mean']:>9.2f} {r['noise']['rel_mad']:>6.1%} {r['first_run_ms']:>9.1f} "
               f"{r['images_per_s']:>8.2f} {r['megapixels_per_s']:>7.3f} {r['peak_rss_mb']:>7.0f} "
               f"{r['gflops_per_s']:>8.1f} {_probe(r):>9}")
+    for r in doc["results"]:
+        c = r.get("calibration") or {}
+        if c.get("seconds_per_image") is not None:
+            print(f"calibration of {r['backend']} int8 {r['quant']}: {c['images']} samples, "
+                  f"{c['seconds_per_image']:.2f} s/img, {c.get('segments') or '?'} segment(s)"
+                  + (f", peak RSS {c['peak_rss_mb']:.0f} MB" if c.get("peak_rss_mb") else ""))
     print_speed_notes(doc)
     for e in doc.get("end_to_end", {}).get("results", []):
         over = "-" if e["tiling_overhead"] is None else f"{e['tiling_overhead']:.2f}x"
