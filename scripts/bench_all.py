@@ -29,6 +29,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vacc_deploy.types import CALIB_MODES  # noqa: E402  (the repository first on the path)
+
 
 def official_weights(row: str, weights_dir: Path) -> str:
     """The row's official checkpoint path if present locally, else ``synthetic``."""
@@ -193,9 +195,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--weights-dir", type=Path, default=REPO.parent / "shared" / "data" / "weights")
     p.add_argument("--calib-images", type=Path, default=REPO.parent / "shared" / "data" / "images" / "RealSRSet")
-    p.add_argument("--calib-mode", choices=("crop", "resize"), default=None,
-                   help="int8 calibration samples: crops (the default) or whole images resized to the input "
-                        "(for rows whose input is larger than twice the calibration images, e.g. 1080p)")
+    p.add_argument("--calib-mode", choices=CALIB_MODES, default=None,
+                   help="int8 calibration samples: crops (the default), whole images resized to the input, or "
+                        "mosaics of native-scale crops (for rows whose input is larger than twice the calibration "
+                        "images, e.g. 1080p)")
     p.add_argument("--num", type=int, default=8, help="int8 calibration samples (default 8)")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=REPO / "docs" / "benchmarks.json")
