@@ -153,3 +153,14 @@ def test_mosaic_tiles_native_scale_crops_over_the_whole_input(small_folder, tmp_
     again = _make(small_folder, tmp_path / "w2", num=4, mode="mosaic", seed=1)
     assert again.sha256 == calib.sha256 and _make(small_folder, tmp_path / "w3", num=4, mode="mosaic",
                                                    seed=2).sha256 != calib.sha256
+
+
+def test_auto_mode_crops_when_it_can_and_tiles_when_no_image_is_large_enough(folder, small_folder, tmp_path,
+                                                                            caplog) -> None:
+    auto = _make(folder, tmp_path / "a", num=3, mode="auto")
+    crop = _make(folder, tmp_path / "c", num=3, mode="crop")
+    assert auto.manifest["mode"] == "crop" and auto.sha256 == crop.sha256 and auto.folder.name == crop.folder.name
+    with caplog.at_level(logging.WARNING):
+        tiled = _make(small_folder, tmp_path / "m", num=2, mode="auto")
+    assert tiled.manifest["mode"] == "mosaic" and "mosaics of native-scale crops" in caplog.text
+    assert tiled.sha256 == _make(small_folder, tmp_path / "m2", num=2, mode="mosaic").sha256

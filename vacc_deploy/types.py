@@ -21,7 +21,7 @@ CALIB_METHODS: tuple[CalibMethod, ...] = get_args(CalibMethod)
 
 #: How calibration samples are cut from the images: native-scale random crops of the input size,
 #: or whole images resized to it (the vendor's way).
-CalibMode = Literal["crop", "resize", "mosaic"]
+CalibMode = Literal["auto", "crop", "resize", "mosaic"]
 CALIB_MODES: tuple[CalibMode, ...] = get_args(CalibMode)
 
 #: What is done to calibration images first: nothing, or the BSRGAN degradation model.
@@ -65,7 +65,7 @@ DEFAULT_PERCENTILE = 99.99
 #: Calibration samples, and the seed of their choice.
 DEFAULT_CALIB_NUM = 50
 DEFAULT_CALIB_SEED = 0
-DEFAULT_CALIB_MODE: CalibMode = "crop"
+DEFAULT_CALIB_MODE: CalibMode = "auto"  # crop, or mosaic when no image is half the input
 DEFAULT_DEGRADATION: Degradation = "none"
 #: ONNX opset of the export.
 DEFAULT_OPSET = 17

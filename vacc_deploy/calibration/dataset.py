@@ -10,7 +10,10 @@ calibration images (a 1080p row calibrated on photos of a few hundred pixels): e
 input-size canvas filled, in rows of tiles left to right, with native-scale random crops of
 consecutive images (each crop as large as its image allows, the row as tall as its first tile; no
 interpolation, padding only for an image shorter than its row), so the model sees real pixels at
-their own scale everywhere but at the tile seams. Every readable image is used. With ``degrade="bsrgan"`` each source image first
+their own scale everywhere but at the tile seams. Every readable image is used. ``auto`` (the
+default) is ``crop`` when at least one image is at least half the input size in both dimensions,
+else ``mosaic`` (with a warning); the set records the mode it used, and its folder and cache key are
+those of that mode. With ``degrade="bsrgan"`` each source image first
 goes through the BSRGAN degradation model (realistic low-quality inputs for blind SR rows).
 
 A set is a folder ``<workdir>/<row>/calib/<mode>-<H>x<W>-n<N>-s<seed>-<key>/`` holding the samples
@@ -188,6 +191,23 @@ def _mosaic(images: Iterator[tuple[Path, np.ndarray]], hw: tuple[int, int], rng:
     return canvas, tiles
 
 
+def _auto_mode(paths: list[Path], hw: tuple[int, int]) -> str:
+    """``crop`` if some image is at least half ``hw`` in both dimensions (unreadable files do not
+    count; images are decoded in turn until one qualifies), else ``mosaic``."""
+    for path in paths:
+        size = _image_hw(path)
+        if size is not None and 2 * size[0] >= hw[0] and 2 * size[1] >= hw[1]:
+            return "crop"
+    return "mosaic"
+
+
+def _image_hw(path: Path) -> tuple[int, int] | None:
+    try:
+        return read_image(path).rgb.shape[:2]
+    except ImageError:
+        return None
+
+
 def _fill(tmp: Path, paths: list[Path], num: int, mode: str, hw: tuple[int, int], seed: int,
           degrade: str, scale: int) -> tuple[list[dict[str, Any]], list[str]]:
     """Write ``num`` samples into ``tmp`` (cycling over a seeded shuffle of ``paths``)."""
@@ -244,6 +264,11 @@ def make_calibration_set(row: str, spec: ModelSpec, images: Path, shape: tuple[i
         raise UsageError(f"calibration: mode must be one of {CALIB_MODES}, degrade one of {DEGRADATIONS}, num >= 1")
     paths = images_at(images, "calib_images")
     hw = (int(shape[2]), int(shape[3]))
+    if mode == "auto":
+        mode = _auto_mode(paths, hw)
+        if mode == "mosaic":
+            log.warning("no image in %s is half the %dx%d input: calibration samples are mosaics of native-scale "
+                        "crops of several images", images, *hw)
     if mode == "resize" and len(paths) < num:
         log.warning("only %d images in %s for --num %d: using all of them", len(paths), images, num)
         num = len(paths)

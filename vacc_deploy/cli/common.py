@@ -74,8 +74,9 @@ def add_calib_args(parser: argparse.ArgumentParser, images_flag: str = "--calib-
     parser.add_argument("--seed", type=int, default=DEFAULT_CALIB_SEED,
                         help=f"calibration sampling seed (default {DEFAULT_CALIB_SEED})")
     parser.add_argument("--calib-mode", "--mode", dest="calib_mode", choices=CALIB_MODES, default=DEFAULT_CALIB_MODE,
-                        help="native-scale random crops of the input size (default), whole images resized, or a "
-                             "mosaic of native-scale crops of several images (inputs larger than the images)")
+                        help="native-scale random crops of the input size, whole images resized, or a mosaic of "
+                             "native-scale crops of several images (inputs larger than the images); default "
+                             f"{DEFAULT_CALIB_MODE}: crop, or mosaic when no image is half the input")
     parser.add_argument("--degrade", choices=DEGRADATIONS, default=DEFAULT_DEGRADATION,
                         help="degrade calibration images with the BSRGAN model first (blind SR rows)")
 
