@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.quant.graphs import conv_relu_conv_add
+from tests.graphs import conv_relu_conv_add
 from tests.report.sample import sample_report
 from vacc_deploy import artifacts
 from vacc_deploy.backends import BuildOptions

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import row_variant
-from tests.quant.graphs import conv_relu_conv_add
+from tests.graphs import conv_relu_conv_add
 from vacc_deploy.backends import BuildOptions
 from vacc_deploy.backends.ort.build import build_onnxruntime
 from vacc_deploy.config import available_rows, load_row

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tests.quant.graphs import random_inputs
+from tests.graphs import random_inputs
 from vacc_deploy.backends.ort.qdq import quantize_int8
 from vacc_deploy.evaluation.analysis import OUTPUT_LAYER, ErrorStats, analyze_layers, quantized_convs
 

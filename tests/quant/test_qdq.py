@@ -132,7 +132,7 @@ def test_convert_fp16_shared_constant_of_two_blocked_ops(tmp_path):
     """ORT's converter keeps Resize in float32 and names the Cast it inserts on a Resize input after
     the input tensor: two Resizes reading one Constant used to give two nodes of one name, a model
     ONNX Runtime refuses to load (found on the RRDBNet rows)."""
-    from tests.quant.graphs import two_resizes_one_scales
+    from tests.graphs import two_resizes_one_scales
 
     src = two_resizes_one_scales(tmp_path / "r.onnx")
     out = tmp_path / "r16.onnx"
@@ -144,7 +144,7 @@ def test_convert_fp16_shared_constant_of_two_blocked_ops(tmp_path):
 
 
 def test_sr_like_graph_end_to_end(images, tmp_path):
-    from tests.quant.graphs import sr_like
+    from tests.graphs import sr_like
 
     model = sr_like(tmp_path / "sr.onnx")
     res = calibrate(model, ArraySource(images[:4]), "kl_divergence", progress=False)

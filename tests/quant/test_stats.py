@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnxruntime.quantization.calibrate import HistogramCollector
 
-from tests.quant.conftest import TENSORS
+from tests.graph_fixtures import TENSORS
 from vacc_deploy.calibration import ArraySource, calibrate
 from vacc_deploy.calibration.collect import DEFAULT_OP_TYPES, infer_shapes, select_tensors
 from vacc_deploy.calibration.methods import KLCalibration, PercentileCalibration, _window_divergence

@@ -13,7 +13,7 @@ from vacc_deploy.backends.ort.weight_rounding import gptq_levels, grid_scale, ro
 from vacc_deploy.backends.ort.qdq import quantize_int8
 from vacc_deploy.calibration import ArraySource, calibrate
 from vacc_deploy.errors import BuildError
-from tests.quant.graphs import conv_relu_conv_add, random_inputs
+from tests.graphs import conv_relu_conv_add, random_inputs
 
 
 def _correlated(n: int, k: int, rng: np.random.Generator) -> np.ndarray:

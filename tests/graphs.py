@@ -1,4 +1,5 @@
-"""Tiny ONNX graphs for the quant tests (built with onnx.helper, no torch)."""
+"""Tiny ONNX graphs shared by the calibration, ONNX Runtime backend, evaluation and report tests (built with
+onnx.helper, no torch)."""
 
 from __future__ import annotations
 
