@@ -13,7 +13,7 @@ import pytest
 from vacc_deploy import degradation as D
 from vacc_deploy.errors import ShapeError, UsageError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _texture(h: int = 128, w: int = 128, seed: int = 0) -> np.ndarray:
