@@ -99,7 +99,8 @@ def kl_divergences(hist, n_quant, eps):  # pragma: no cover - compiled
     smoothing mass, ``e / h <= 0.25``): ``(h - e) log(h - e) = h log h - e log h - e +
     sum_{n>=2} e^n h^(1-n) / (n (n-1))``, summed from prefix sums of ``h log h``, ``log h`` and
     ``h^-m`` (:data:`SERIES_TERMS` terms at most). The two end bins (which absorb the tails) and the
-    zero bins are exact. Agrees with the direct loop to about 1e-11 relative (tests/quant/test_methods.py).
+    zero bins are exact. Agrees with the direct loop to about 1e-11 relative
+    (tests/calibration/test_methods.py).
     """
     nb = hist.size
     zero, half = nb // 2, n_quant // 2

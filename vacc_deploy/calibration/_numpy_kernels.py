@@ -1,5 +1,5 @@
 """The counting loops of :mod:`vacc_deploy.calibration._kernels` in plain numpy: the same results
-for every input (tests/quant/test_stats.py runs both), about 2-3x the CPU per value. They serve
+for every input (tests/calibration/test_stats.py runs both), about 2-3x the CPU per value. They serve
 while numba loads: importing numba and loading the compiled loops from its disk cache costs about
 3 s of CPU on the 2-core development box, so :func:`vacc_deploy.calibration.histogram.kernels`
 hands these out until that load (on its own thread) is done, and the first images' statistics

@@ -29,7 +29,7 @@ min / max within 4e-7 of it relative: about 1/100 of a final histogram bin (1/20
 range), so the bounds of :mod:`vacc_deploy.calibration.stats` hold with it (a value moves across a
 final edge only from within that distance of it) and ``max`` ranges are that close to ORT's.
 ``exact=True`` (``calibrate(..., ort_compat=True)``) uses ``ORT_ENABLE_EXTENDED`` instead: BASIC and
-EXTENDED gave tensors bit-identical to ORT_DISABLE_ALL (tests/quant/test_vs_ort.py checks ours
+EXTENDED gave tensors bit-identical to ORT_DISABLE_ALL (tests/calibration/test_vs_ort.py checks ours
 against ORT's calibrators) on lesrcnn_x2 (both) and bicubic_pp_x3 (EXTENDED).
 """
 

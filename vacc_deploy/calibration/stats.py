@@ -16,14 +16,14 @@ min / max are exact, so ``max`` is bit-identical; the edges are identical; the c
 each edge is exact or off by less than the count of the one fine bin (at most 1/8 of a final bin)
 straddling it. A percentile threshold therefore moves by at most one final bin (``T / 1024`` at
 2048 bins) and only when the percentile falls inside that uncertainty; the KL / MSE searches see
-the same near-identical histogram. tests/quant/test_stats.py checks these bounds.
+the same near-identical histogram. tests/calibration/test_stats.py checks these bounds.
 
 Against ONNX Runtime's own calibrators (optimizations off) the activations themselves differ by
 default: the sessions run at ORT_ENABLE_ALL, whose values are within about 1e-5 of each tensor's
 largest magnitude of ORT's (measured: 5.2e-6 at most; :mod:`vacc_deploy.calibration.collect`;
 ``ort_compat=True`` makes them identical). ``max`` moves by at most that; a cumulative count can
 also differ by the values lying within that distance of an edge (about 1/100 of a final bin), so
-the one-final-bin bound above still holds (tests/quant/test_vs_ort.py).
+the one-final-bin bound above still holds (tests/calibration/test_vs_ort.py).
 
 Derived tensors (:meth:`TensorStats.derived`): the output of a permutation (DepthToSpace, Reshape,
 ...) has its input's statistics, and a Relu's output (signed histograms) follows exactly from its
