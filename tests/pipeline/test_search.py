@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from vacc_deploy.cli import main
-from vacc_deploy.pipeline.search import SPEED_GAIN, _choose, _grow, fast_variants
+from vacc_deploy.pipeline.search import SPEED_GAIN, Trial, _choose, _grow, fast_variants
 
 ARGS = ["--weights", "synthetic", "--shape", "1x3x32x32", "--num", "4"]
 
@@ -25,41 +26,60 @@ def env(tmp_path_factory):
     return tmp_path_factory.mktemp("work"), imgs
 
 
+def _t(meets: bool, float_layers: list[str], drop_db: float, speedup: float = 1.0, variant: dict | None = None,
+       k: int | None = None) -> Trial:
+    """A trial with only the fields the growth and choice rules read set meaningfully."""
+    return Trial(quant="percentile", per_channel=True, skip_layers=(), numerics="onnxruntime", weight_scale="max",
+                 int8_ops="compute", reduce_range="off", weight_bits=8, float_layers=tuple(float_layers),
+                 float_layer_indices=(), psnr=30.0 + drop_db, drop_db=drop_db, ms=10.0 / speedup, speedup=speedup,
+                 meets=meets, variant=variant, k=k)
+
+
 def test_grow_finds_the_smallest_k() -> None:
     for need in (1, 2, 3, 5, 7, 9):
         tried: list[int] = []
 
-        def try_k(k: int) -> dict:
+        def try_k(k: int) -> Trial:
             tried.append(k)
-            return {"meets": k >= need}
+            return _t(k >= need, ["x"] * k, -0.1, k=k)
 
         _grow(try_k, 9)
         assert need in tried and (need == 1 or need - 1 in tried), (need, tried)
     tried = []
-    _grow(lambda k: tried.append(k) or {"meets": False}, 6)
+    _grow(lambda k: tried.append(k) or _t(False, [], -0.1), 6)
     assert tried == [1, 2, 4, 6]
 
 
 def test_choose_prefers_fewest_float_layers_then_drop() -> None:
-    t = [{"meets": True, "float_layers": ["a", "b"], "drop_db": -0.01, "speedup": 1.0},
-         {"meets": True, "float_layers": ["a"], "drop_db": -0.05, "speedup": 1.0},
-         {"meets": False, "float_layers": [], "drop_db": -0.5, "speedup": 3.0}]
+    t = [_t(True, ["a", "b"], -0.01), _t(True, ["a"], -0.05), _t(False, [], -0.5, speedup=3.0)]
     assert _choose(t) is t[1]
-    assert _choose([t[2], {"meets": False, "float_layers": ["x"], "drop_db": -0.2}])["drop_db"] == -0.2
+    assert _choose([t[2], _t(False, ["x"], -0.2)]).drop_db == -0.2
 
 
 def test_choose_takes_a_clearly_faster_trial_that_meets_the_target() -> None:
-    first = {"meets": True, "float_layers": ["a"], "drop_db": -0.01, "speedup": 1.0}
-    noise = {"meets": True, "float_layers": ["a"], "drop_db": -0.02, "speedup": SPEED_GAIN * 0.99}
-    fast = {"meets": True, "float_layers": ["a", "b"], "drop_db": -0.03, "speedup": 1.6}
-    too_lossy = {"meets": False, "float_layers": ["a"], "drop_db": -0.5, "speedup": 3.0}
+    first = _t(True, ["a"], -0.01)
+    noise = _t(True, ["a"], -0.02, speedup=SPEED_GAIN * 0.99)
+    fast = _t(True, ["a", "b"], -0.03, speedup=1.6)
+    too_lossy = _t(False, ["a"], -0.5, speedup=3.0)
     assert _choose([first, noise, too_lossy]) is first
     assert _choose([first, noise, fast, too_lossy]) is fast
     # a faster build that happens to score better is no anchor: the fastest one meeting the target wins
-    lucky = {"meets": True, "float_layers": ["a"], "drop_db": +0.02, "speedup": 1.3, "variant": {}}
-    fastest = {"meets": True, "float_layers": ["a"], "drop_db": -0.01, "speedup": 1.46, "variant": {}}
+    lucky = _t(True, ["a"], +0.02, speedup=1.3, variant={})
+    fastest = _t(True, ["a"], -0.01, speedup=1.46, variant={})
     assert _choose([first, lucky, fastest]) is fastest
-    assert _choose([dict(first, meets=False), lucky, fastest]) is lucky  # 1.46 < 1.15 x 1.3
+    assert _choose([dataclasses.replace(first, meets=False), lucky, fastest]) is lucky  # 1.46 < 1.15 x 1.3
+
+
+def test_trial_json_entry_keeps_the_search_format() -> None:
+    """to_dict is the cached search JSON's trial entry: lists, and the growth/refine/variant tags
+    only where set (cached results of earlier runs read the same)."""
+    plain = _t(True, ["conv_0"], -0.01).to_dict()
+    assert plain["float_layers"] == ["conv_0"] and plain["skip_layers"] == [] and plain["meets"] is True
+    assert not {"k", "refine", "variant"} & set(plain)
+    assert list(plain)[:3] == ["quant", "per_channel", "skip_layers"]
+    tagged = dataclasses.replace(_t(False, [], -0.2, variant={"int8_ops": "all"}), k=2, refine=True).to_dict()
+    assert (tagged["k"], tagged["refine"], tagged["variant"]) == (2, True, {"int8_ops": "all"})
+    assert json.loads(json.dumps(tagged)) == tagged
 
 
 @pytest.mark.parametrize("vnni_missing", [True, False])

@@ -35,6 +35,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -108,35 +109,73 @@ def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
     return {"psnr": res["results"][0]["psnr"], "ms": timing["latency_ms"]["p50"]}
 
 
-def _trial(s: _Setup, opts: BuildOptions) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One scored build of the search: its options (method, per-channel weights, layers kept in
+    float by index and name, numerics, weight_scale, op types, 7-bit weights), mean validation PSNR
+    (dB), drop against fp32 (dB, negative = worse), p50 latency (ms) and speed-up over fp32, and
+    whether it meets the target. ``k``: the float-layer count of a growth step; ``refine``: a last
+    method x weight_scale trial; ``variant``: the faster-build options it adds. :meth:`to_dict` is
+    its entry in the search JSON."""
+
+    quant: str | None
+    per_channel: bool
+    skip_layers: tuple[int | str, ...]
+    numerics: str
+    weight_scale: str
+    int8_ops: str
+    reduce_range: str
+    weight_bits: int
+    float_layers: tuple[str, ...]
+    float_layer_indices: tuple[int, ...]
+    psnr: float
+    drop_db: float
+    ms: float
+    speedup: float
+    meets: bool
+    k: int | None = None
+    refine: bool = False
+    variant: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON entry: lists for the tuples; ``k``, ``refine`` and ``variant`` only when set."""
+        d = dataclasses.asdict(self)
+        d.update(skip_layers=list(self.skip_layers), float_layers=list(self.float_layers),
+                 float_layer_indices=list(self.float_layer_indices))
+        for key, unset in (("k", None), ("refine", False), ("variant", None)):
+            if d[key] == unset:
+                del d[key]
+        return d
+
+
+def _trial(s: _Setup, opts: BuildOptions, **tag: Any) -> Trial:
     score = _score(s, dataclasses.replace(s.req, build=opts))
     names, indices = float_layers(s.up.exported.onnx_path, opts)
     drop = score["psnr"] - s.ref["psnr"]
-    trial = {"quant": opts.quant, "per_channel": opts.per_channel, "skip_layers": list(opts.skip_layers),
-             "numerics": opts.numerics, "weight_scale": opts.weight_scale,
-             "int8_ops": opts.int8_ops, "reduce_range": opts.reduce_range,
-             "weight_bits": 7 if resolve_reduce_range(opts.reduce_range) else 8,
-             "float_layers": names, "float_layer_indices": indices, "psnr": score["psnr"], "drop_db": drop,
-             "ms": score["ms"], "speedup": s.ref["ms"] / score["ms"], "meets": drop >= -MARGIN * s.target}
+    trial = Trial(quant=opts.quant, per_channel=opts.per_channel, skip_layers=tuple(opts.skip_layers),
+                  numerics=opts.numerics, weight_scale=opts.weight_scale, int8_ops=opts.int8_ops,
+                  reduce_range=opts.reduce_range, weight_bits=7 if resolve_reduce_range(opts.reduce_range) else 8,
+                  float_layers=tuple(names), float_layer_indices=tuple(indices), psnr=score["psnr"], drop_db=drop,
+                  ms=score["ms"], speedup=s.ref["ms"] / score["ms"], meets=drop >= -MARGIN * s.target, **tag)
     log.info("target-drop trial: %s %s %s, %d-bit %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.numerics,
-             opts.quant, "per-channel" if opts.per_channel else "per-tensor", trial["weight_bits"],
+             opts.quant, "per-channel" if opts.per_channel else "per-tensor", trial.weight_bits,
              opts.weight_scale if opts.numerics == VACC_NUMERICS else opts.int8_ops, len(names),
-             drop, trial["speedup"],
-             " (meets the target)" if trial["meets"] else "")
+             drop, trial.speedup,
+             " (meets the target)" if trial.meets else "")
     return trial
 
 
-def _choose(trials: list[dict[str, Any]]) -> dict[str, Any]:
+def _choose(trials: list[Trial]) -> Trial:
     """Among trials meeting the target, the accuracy-first choice (of the default-build trials when
     one meets it: fewest float layers, then smallest drop), unless a trial is at least ``SPEED_GAIN``
     times faster (then the fastest such); none meeting it: the smallest drop. Faster-build trials
-    carry a ``variant`` key."""
-    met = [t for t in trials if t["meets"]]
+    carry a ``variant``."""
+    met = [t for t in trials if t.meets]
     if not met:
-        return max(trials, key=lambda t: t["drop_db"])
-    first = min([t for t in met if "variant" not in t] or met, key=lambda t: (len(t["float_layers"]), -t["drop_db"]))
-    faster = [t for t in met if t["speedup"] >= SPEED_GAIN * first["speedup"]]
-    return max(faster, key=lambda t: t["speedup"]) if faster else first
+        return max(trials, key=lambda t: t.drop_db)
+    first = min([t for t in met if t.variant is None] or met, key=lambda t: (len(t.float_layers), -t.drop_db))
+    faster = [t for t in met if t.speedup >= SPEED_GAIN * first.speedup]
+    return max(faster, key=lambda t: t.speedup) if faster else first
 
 
 def first_trials(base: BuildOptions) -> list[BuildOptions]:
@@ -160,15 +199,15 @@ def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
     return [{"int8_ops": o, "reduce_range": r} for o in ops for r in bits][1:]
 
 
-def _grow(try_k: Any, limit: int) -> None:
+def _grow(try_k: Callable[[int], Trial], limit: int) -> None:
     """Keep k = 1, 2, 4, ... worst layers in float until the target is met (or ``limit``), then bisect."""
     lo, k = 0, 1
     while k <= limit:
-        if try_k(k)["meets"]:
+        if try_k(k).meets:
             hi = k
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if try_k(mid)["meets"] else (mid, hi)
+                lo, hi = (lo, mid) if try_k(mid).meets else (mid, hi)
             return
         lo = k
         k = limit if k < limit < 2 * k else 2 * k
@@ -188,9 +227,9 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
     ranking: list[str] = []
     greedy: list[dict[str, Any]] = []
     best = _choose(trials)
-    if not best["meets"]:
-        best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
-                                        weight_scale=best["weight_scale"])
+    if not best.meets:
+        best_opts = dataclasses.replace(base, quant=best.quant, per_channel=best.per_channel,
+                                        weight_scale=best.weight_scale)
         if base.numerics == VACC_NUMERICS:
             greedy = vacc_rank.ranking(up, best_opts, limit)
             ranking = [g["layer"] for g in greedy]
@@ -199,24 +238,27 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
             analysis, _, _ = analysis_stage(up, built, images=ANALYSIS_IMAGES, progress=False)
             ranking = [r["layer"] for r in ranked_layers(analysis)]
 
-        def try_k(k: int) -> dict[str, Any]:
+        def try_k(k: int) -> Trial:
             opts = dataclasses.replace(best_opts, skip_layers=tuple(base.skip_layers) + tuple(ranking[:k]))
-            trials.append(_trial(s, opts) | {"k": k})
+            trials.append(_trial(s, opts, k=k))
             return trials[-1]
 
         _grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
-        if base.numerics == VACC_NUMERICS and not _choose(trials)["meets"]:
-            trials += [_trial(s, o) | {"refine": True} for o in vacc_rank.refinements(_choose(trials), base, METHODS)]
+        if base.numerics == VACC_NUMERICS and not _choose(trials).meets:
+            best = _choose(trials)
+            trials += [_trial(s, o, refine=True) for o in vacc_rank.refinements(
+                base, METHODS, per_channel=best.per_channel, skip_layers=best.skip_layers,
+                tried=(best.quant, best.weight_scale))]
     best = _choose(trials)
-    best_opts = dataclasses.replace(base, quant=best["quant"], per_channel=best["per_channel"],
-                                    weight_scale=best["weight_scale"], skip_layers=tuple(best["skip_layers"]))
-    trials += [_trial(s, dataclasses.replace(best_opts, **v)) | {"variant": v} for v in fast_variants(base)]
+    best_opts = dataclasses.replace(base, quant=best.quant, per_channel=best.per_channel,
+                                    weight_scale=best.weight_scale, skip_layers=tuple(best.skip_layers))
+    trials += [_trial(s, dataclasses.replace(best_opts, **v), variant=v) for v in fast_variants(base)]
     chosen = _choose(trials)
     return {"format": SEARCH_FORMAT, "row": up.config.name, "target_drop_db": target, "margin": MARGIN,
             "max_float_layers": limit,
             "validation": {"folder": str(req.calib.images), "images": [p.name for p in pairs]},
-            "fp32": s.ref, "trials": trials, "ranking": ranking, "ranking_fidelity_db": greedy,
-            "chosen": chosen, "met": chosen["meets"],
+            "fp32": s.ref, "trials": [t.to_dict() for t in trials], "ranking": ranking,
+            "ranking_fidelity_db": greedy, "chosen": chosen.to_dict(), "met": chosen.meets,
             "seconds": time.perf_counter() - t0}
 
 

@@ -180,15 +180,16 @@ def ranking(up: Upstream, opts: BuildOptions, limit: int | None) -> list[dict]:
                               steps=DEFAULT_STEPS if limit is None else limit)
 
 
-def refinements(best: dict, base: BuildOptions, methods: Sequence[str]) -> list[BuildOptions]:
-    """The last step when the target is missed: the other ``calibrate_mode`` x ``weight_scale``
-    pairs (same per-channel setting) with the best trial's float convs. Which method wins can change
-    once the convs that dominated the error are float (lesrcnn_x2 validation, edge convs float:
-    kl_divergence -0.076 dB, percentile -0.106 dB; no conv float: -0.586 / -0.560 dB)."""
+def refinements(base: BuildOptions, methods: Sequence[str], *, per_channel: bool,
+                skip_layers: Sequence[int | str], tried: tuple[str | None, str]) -> list[BuildOptions]:
+    """The last step when the target is missed: the ``calibrate_mode`` x ``weight_scale`` pairs
+    other than ``tried`` (the best trial's), with its per-channel setting and float convs. Which
+    method wins can change once the convs that dominated the error are float (lesrcnn_x2 validation,
+    edge convs float: kl_divergence -0.076 dB, percentile -0.106 dB; no conv float: -0.586 / -0.560 dB)."""
     import dataclasses
 
     from vacc_deploy.types import WEIGHT_SCALES
 
-    return [dataclasses.replace(base, quant=m, per_channel=best["per_channel"], weight_scale=ws,
-                                skip_layers=tuple(best["skip_layers"]))
-            for m in methods for ws in WEIGHT_SCALES if (m, ws) != (best["quant"], best["weight_scale"])]
+    return [dataclasses.replace(base, quant=m, per_channel=per_channel, weight_scale=ws,
+                                skip_layers=tuple(skip_layers))
+            for m in methods for ws in WEIGHT_SCALES if (m, ws) != tried]
