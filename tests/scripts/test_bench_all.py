@@ -60,3 +60,25 @@ def test_int8_lines_show_their_calibration_cost(bench_all: Any) -> None:
     assert lines[0].endswith("| 2/3 | - |")  # fp32: no calibration
     assert lines[1].endswith("| 2/3 | 1.23 (4) |")
     assert lines[2].endswith("| 2/3 | - |")  # calibrated before seconds were recorded
+
+
+def test_backfill_takes_the_single_cached_builds_calibration(bench_all: Any, tmp_path: Path) -> None:
+    import json
+
+    doc = _doc("a", 10.0)
+    doc["results"].append({**doc["results"][0], "precision": "int8", "quant": "percentile"})
+    doc["results"].append({**doc["results"][0], "precision": "int8", "quant": "kl_divergence"})
+    record = {"images": 4, "method": "percentile", "seconds_per_image": 2.5, "segments": 3, "peak_rss_mb": 99.0}
+    for key in ("k1",):
+        (tmp_path / "a" / "build" / f"int8-percentile-{key}").mkdir(parents=True)
+        (tmp_path / "a" / "build" / f"int8-percentile-{key}" / "manifest.json").write_text(
+            json.dumps({"calibration": {**record, "ranges_extra": 1}}))
+    for key in ("k2", "k3"):  # two candidate builds: ambiguous, left alone
+        (tmp_path / "a" / "build" / f"int8-kl_divergence-{key}").mkdir(parents=True)
+        (tmp_path / "a" / "build" / f"int8-kl_divergence-{key}" / "manifest.json").write_text(
+            json.dumps({"calibration": record}))
+    doc_all = {"rows": [doc], "failures": {}}
+    assert bench_all.backfill_calibration(doc_all, tmp_path) == ["a/onnxruntime/percentile"]
+    fp32, perc, kl = doc["results"]
+    assert perc["calibration"] == record and "calibration" not in kl and "calibration" not in fp32
+    assert bench_all.backfill_calibration(doc_all, tmp_path) == []  # already filled
