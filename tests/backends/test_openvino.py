@@ -43,7 +43,10 @@ def test_compile_config_is_f32_latency_with_the_threads_asked(threads) -> None:
 def test_8bit_weights_on_cpus_without_vnni_are_said_and_7bit_ones_run_exactly(tmp_path, caplog) -> None:
     """On x86 without VNNI OpenVINO's int8 kernels saturate int16 pair sums: it says so when it opens
     an 8-bit-weight file (still close to ONNX Runtime's exact run), and runs a 7-bit file like ONNX
-    Runtime. Elsewhere both files run like ONNX Runtime and nothing is said."""
+    Runtime. Elsewhere nothing is said and both files stay within the int8 contract's bound of ONNX
+    Runtime's run: with VNNI (AVX-512, 2026-12-03) the two runtimes place the requantization
+    roundings differently (each is as far from the float-reference QDQ run as from the other: max
+    0.013-0.015, mean 0.0009-0.0015 on this model), so they agree closely, not exactly."""
     import logging
 
     import cv2
@@ -74,5 +77,7 @@ def test_8bit_weights_on_cpus_without_vnni_are_said_and_7bit_ones_run_exactly(tm
         said = SATURATION_NOTE in caplog.text
         if bits == 8 and saturating:
             assert said and diff.mean() < 0.02, diff.mean()  # differs, within the int8 contract's bound
+        elif saturating:
+            assert not said and diff.max() < 1e-4, diff.max()  # 7-bit weights: the same exact sums
         else:
-            assert not said and diff.max() < 1e-4, diff.max()
+            assert not said and diff.mean() < 0.02, diff.mean()
