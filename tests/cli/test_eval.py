@@ -82,3 +82,15 @@ def test_eval_unknown_numerics(hr_only, work, capsys) -> None:
                  "--precisions", "int8", "--quant", "max", "--numerics", "tpu", "--calib-images", str(hr_only),
                  "--num", "3", "--workdir", str(work)])
     assert code != 0 and "--numerics tpu" in capsys.readouterr().err
+
+
+def test_eval_with_a_target_lists_the_searched_build_once(hr_only, work, tmp_path, capsys) -> None:
+    """A target replaces the asked methods by the search's choice: two asked methods, one int8 row."""
+    out = tmp_path / "r.json"
+    code = main(["eval", "lesrcnn_x2", "--weights", "synthetic", "--shape", "1x3x32x32", "--dataset", str(hr_only),
+                 "--precisions", "fp32,int8", "--quant", "percentile,kl_divergence", "--target-fidelity", "1",
+                 "--max-float-layers", "0", "--calib-images", str(hr_only), "--num", "3", "--json", str(out),
+                 "--workdir", str(work)])
+    assert code == 0, capsys.readouterr().err
+    res = json.loads(out.read_text())["results"]
+    assert [r["precision"] for r in res] == ["fp32", "int8"] and res[1]["fidelity_psnr"] > 1

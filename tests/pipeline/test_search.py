@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from vacc_deploy.cli import main
-from vacc_deploy.pipeline.search import SPEED_GAIN, Trial, _choose, _grow, fast_variants
+from vacc_deploy.pipeline.search import (
+    FIDELITY_MARGIN,
+    MARGIN,
+    SPEED_GAIN,
+    Trial,
+    _choose,
+    _grow,
+    fast_variants,
+    meets_targets,
+)
 
 ARGS = ["--weights", "synthetic", "--shape", "1x3x32x32", "--num", "4"]
 
@@ -68,6 +77,22 @@ def test_choose_takes_a_clearly_faster_trial_that_meets_the_target() -> None:
     fastest = _t(True, ["a"], -0.01, speedup=1.46, variant={})
     assert _choose([first, lucky, fastest]) is fastest
     assert _choose([dataclasses.replace(first, meets=False), lucky, fastest]) is lucky  # 1.46 < 1.15 x 1.3
+
+
+def test_targets_drop_fidelity_and_both() -> None:
+    """A drop target within MARGIN x it, a fidelity target at least FIDELITY_MARGIN above it, both together."""
+    assert meets_targets(-MARGIN * 0.1, None, 0.1, None) and not meets_targets(-MARGIN * 0.1 - 1e-6, 99.0, 0.1, None)
+    assert meets_targets(-5.0, 40.0 + FIDELITY_MARGIN, None, 40.0)
+    assert not meets_targets(0.0, 40.0 + FIDELITY_MARGIN - 1e-6, None, 40.0) and not meets_targets(0.0, None, None, 40.0)
+    assert meets_targets(-0.01, 41.0, 0.1, 40.0)
+    assert not meets_targets(-0.2, 41.0, 0.1, 40.0) and not meets_targets(-0.01, 40.0, 0.1, 40.0)
+
+
+def test_choose_without_a_met_fidelity_target_keeps_the_highest_fidelity() -> None:
+    a = dataclasses.replace(_t(False, [], -0.01), fidelity_db=38.0)
+    b = dataclasses.replace(_t(False, ["x"], -0.05), fidelity_db=39.5)
+    assert _choose([a, b]) is b
+    assert b.to_dict()["fidelity_db"] == 39.5 and "fidelity_db" not in _t(False, [], -0.1).to_dict()
 
 
 def test_trial_json_entry_keeps_the_search_format() -> None:
@@ -175,6 +200,27 @@ def test_vacc_target_drop_searches_only_vamc_settings_and_writes_them_to_the_yam
     assert "int8 (vacc, emulated)" in out
 
 
+def test_target_fidelity_search_scores_fidelity_and_meets_it_or_keeps_the_best(env, capsys) -> None:
+    work, imgs = env
+    base = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--calib-images", str(imgs),
+            "--max-float-layers", "1", "--workdir", str(work / "fid")]
+    assert main([*base, "--target-fidelity", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "int8 search for fidelity >= 1 dB to fp32 (validation >= 1.5 dB)" in out and "fidelity " in out
+    (path,) = (work / "fid" / "lesrcnn_x2" / "search").glob("fid1-*.json")
+    met = json.loads(path.read_text())
+    assert met["met"] and met["target_drop_db"] is None and met["target_fidelity_db"] == 1.0
+    assert all(t["fidelity_db"] > 1.5 and t["meets"] for t in met["trials"])
+    assert not any(t.get("k") for t in met["trials"])  # met at once: no layer kept float
+    assert main([*base, "--target-drop", "0.5", "--target-fidelity", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "a PSNR drop within 0.5 dB" in out and "and fidelity >= 500 dB" in out and "NOT met" in out
+    (path,) = (work / "fid" / "lesrcnn_x2" / "search").glob("drop0.5-fid500-*.json")
+    missed = json.loads(path.read_text())
+    assert not missed["met"] and any(t.get("k") == 1 for t in missed["trials"])  # it grew the float layers
+    assert missed["chosen"]["fidelity_db"] == max(t["fidelity_db"] for t in missed["trials"])
+
+
 def test_target_drop_bad_inputs(env, capsys) -> None:
     work, imgs = env
     base = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--workdir", str(work)]
@@ -182,6 +228,8 @@ def test_target_drop_bad_inputs(env, capsys) -> None:
     assert "needs calibration images" in capsys.readouterr().err
     assert main([*base, "--calib-images", str(imgs), "--target-drop", "-1"]) == 2
     assert "expected a drop in dB" in capsys.readouterr().err
+    assert main([*base, "--calib-images", str(imgs), "--target-fidelity", "-3"]) == 2
+    assert "expected a fidelity PSNR in dB > 0" in capsys.readouterr().err
 
 
 def test_vacc_greedy_ranking_adds_the_conv_that_helps_the_emulation_most(tmp_path) -> None:

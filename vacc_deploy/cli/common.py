@@ -118,8 +118,13 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
     parser.add_argument("--target-drop", type=float, default=None, metavar="DB",
                         help="int8: search the method, per-channel and fewest float layers that keep the PSNR "
                              "drop on a validation split of the calibration images within DB (cached)")
+    parser.add_argument("--target-fidelity", type=float, default=None, metavar="DB",
+                        help="int8: search as --target-drop does (alone or with it) for a build whose output "
+                             "stays within DB dB PSNR of the fp32 output on the validation images (the "
+                             "measure for GAN-trained models, whose PSNR to ground truth hides int8 noise)")
     parser.add_argument("--max-float-layers", type=int, default=None, metavar="K",
-                        help="--target-drop: keep at most K more layers in float (default: no limit)")
+                        help="--target-drop / --target-fidelity: keep at most K more layers in float "
+                             "(default: no limit)")
     parser.add_argument("--int8-ops", dest="int8_ops", choices=INT8_OPS, default=_DEFAULTS.int8_ops,
                         help="op types int8 quantizes: compute (Conv/MatMul and the Relu/Clip folded into "
                              "them; default) or all (also Add, Mul, LeakyRelu, Concat, DepthToSpace, Resize)")
@@ -185,6 +190,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
                         percentile=getattr(args, "percentile", _DEFAULTS.percentile),
                         int8_ops=getattr(args, "int8_ops", _DEFAULTS.int8_ops),
                         target_drop=getattr(args, "target_drop", None),
+                        target_fidelity=getattr(args, "target_fidelity", None),
                         max_float_layers=getattr(args, "max_float_layers", None),
                         reduce_range=getattr(args, "reduce_range", _DEFAULTS.reduce_range),
                         activation_bits=getattr(args, "activation_bits", _DEFAULTS.activation_bits),

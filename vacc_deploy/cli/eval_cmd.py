@@ -46,11 +46,15 @@ def candidates(config: RowConfig, args: argparse.Namespace) -> tuple[list, str]:
     numerics = split_list(args.numerics) or (base.build.numerics,)
     wanted = variants(config, split_list(args.precisions), split_list(args.quant))
     up = prepare(config, base, args.workdir, int8=any(p == "int8" for p, _ in wanted))
-    out = []
+    out, seen = [], set()
     for precision, method in wanted:
         for num in numerics if precision == "int8" else (None,):
             upscaler, built = upscaler_for(config, base.with_precision(precision, method, num), args.workdir,
                                            overlap=overlap_of(args), options=session_options(args), up=up)
+            key = (built.precision, built.folder, built.onnx_path, built.vacc_dir)
+            if key in seen:  # a target search chose the same build for two asked methods
+                continue
+            seen.add(key)
             out.append(Candidate(precision, built.quant, args.backend, upscaler, built.input_shape[2:], built.numerics))
     return out, up.weights.label
 

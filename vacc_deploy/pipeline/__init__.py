@@ -58,7 +58,7 @@ def prepare(config: RowConfig, req: ModelRequest, workdir: Path | None, *, int8:
 def resolved(up: Upstream, req: ModelRequest) -> ModelRequest:
     """``req`` with its ``--target-drop`` replaced by the search's chosen build options (the
     search is cached) and the row's seed method filled in."""
-    if req.build.target_drop is not None and req.build.precision == "int8":
+    if req.build.searches:
         from vacc_deploy.pipeline.search import chosen_request, search_stage
 
         req = chosen_request(req, search_stage(up, req)[0])
@@ -132,7 +132,7 @@ def build_command(config: RowConfig, req: ModelRequest, workdir: Path | None, *,
     backend, reason = resolve(req.backend)
     up = prepare(config, req, workdir)
     search = None
-    if req.build.target_drop is not None and req.build.precision == "int8":
+    if req.build.searches:
         from vacc_deploy.pipeline.search import chosen_request, search_stage
 
         result, path, _ = search_stage(up, req)

@@ -1,7 +1,12 @@
-"""``--target-drop``: find the int8 build that stays within a PSNR drop of fp32 with the fewest
-layers in float. Torch-free.
+"""``--target-drop`` / ``--target-fidelity``: find the int8 build that stays within a PSNR drop of
+fp32, and/or whose output stays within a fidelity PSNR of fp32's output, with the fewest layers in
+float. Torch-free.
 
-A trial meets the target when its drop on the validation pairs is within ``MARGIN`` times it.
+A trial meets a drop target when its drop on the validation pairs is within ``MARGIN`` times it,
+and a fidelity target when its fidelity PSNR on them (RGB, pooled over the images, as ``eval``
+reports it) is at least the target plus ``FIDELITY_MARGIN``; with both, it must meet both. A
+GAN-trained model's PSNR to ground truth hides int8 noise (realesrgan_x4plus: -0.05 dB for an
+output 31 dB from fp32's), so for such rows fidelity is the target that means something.
 Validation pairs are images of the calibration folder used as ground truth (never the evaluation
 set): a seeded choice of ``VAL_IMAGES`` files, HR = the image (cropped to a multiple of the scale),
 LR = MATLAB-bicubic downscale, scored with the standard protocol (:mod:`vacc_deploy.evaluation.protocols`).
@@ -60,6 +65,10 @@ VAL_IMAGES = 12
 #: folders hold few images, often of lower quality than evaluation sets, and a model's PSNR drop grows
 #: as its fp32 error shrinks (lesrcnn_x2 kl_divergence: 12 RealSRSet validation images -0.043 dB, Set5 -0.133 dB).
 MARGIN = 0.3
+#: A trial meets ``--target-fidelity F`` when its validation fidelity is at least ``F + FIDELITY_MARGIN``
+#: dB: fidelity moves less between image sets than a PSNR drop, but it does move
+#: (realesr_animevideov3_x4: see docs/accuracy.md).
+FIDELITY_MARGIN = 0.5
 METHODS = ("percentile", "kl_divergence")
 SPEED_RUNS = 10
 #: A faster trial that meets the target replaces the accuracy-first choice when its speed-up over fp32
@@ -90,23 +99,48 @@ class _Setup:
     up: Upstream
     req: ModelRequest
     pairs: list
-    target: float
+    target: float | None
+    fidelity: float | None = None
     ref: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def meets(self, drop: float, fidelity: float | None) -> bool:
+        """Whether a trial of validation ``drop`` and ``fidelity`` (dB) meets this search's targets."""
+        return meets_targets(drop, fidelity, self.target, self.fidelity)
 
-def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
-    """Mean validation PSNR (Y, standard protocol) and p50 latency (ms; 2 untimed runs, then
-    ``SPEED_RUNS`` timed ones of a fixed random input) of the model ``req`` names."""
-    from vacc_deploy.benchmark.measure import measure
-    from vacc_deploy.evaluation.protocols import Candidate, evaluate
+
+def meets_targets(drop: float, fidelity: float | None, target_drop: float | None,
+                  target_fidelity: float | None) -> bool:
+    """Whether a validation ``drop`` (dB, negative = worse) and ``fidelity`` (dB; None = not
+    measured) meet every target set: the drop within ``MARGIN * target_drop``, the fidelity at least
+    ``target_fidelity + FIDELITY_MARGIN``."""
+    drop_ok = target_drop is None or drop >= -MARGIN * target_drop
+    return drop_ok and (target_fidelity is None or (fidelity or -np.inf) >= target_fidelity + FIDELITY_MARGIN)
+
+
+def _candidate(s: _Setup, req: ModelRequest) -> tuple[Any, Any]:
+    from vacc_deploy.evaluation.protocols import Candidate
 
     built = build_stage(s.up, req)
     up = open_upscaler(built, req.backend, SessionOptions())
-    cand = Candidate(built.precision, built.quant, req.backend, up, built.input_shape[2:])
-    res = evaluate(s.pairs, [cand], row=s.up.config.name, dataset=Path("."), scale=built.spec.scale, progress=False)
+    return built, Candidate(built.precision, built.quant, req.backend, up, built.input_shape[2:])
+
+
+def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
+    """Mean validation PSNR (Y, standard protocol), fidelity PSNR to fp32 (RGB, pooled; only with a
+    fidelity target, else None) and p50 latency (ms; 2 untimed runs, then ``SPEED_RUNS`` timed ones
+    of a fixed random input) of the model ``req`` names."""
+    from vacc_deploy.benchmark.measure import measure
+    from vacc_deploy.evaluation.protocols import evaluate
+
+    built, cand = _candidate(s, req)
+    fp32 = [_candidate(s, req.with_precision("fp32"))[1]] if s.fidelity is not None and built.precision != "fp32" else []
+    res = evaluate(s.pairs, [*fp32, cand], row=s.up.config.name, dataset=Path("."), scale=built.spec.scale,
+                   progress=False)
+    mine = res["results"][-1]
     x = np.random.default_rng(0).random(built.input_shape, dtype=np.float32)
-    timing = measure(up.session, x, iters=SPEED_RUNS, warmup=1)
-    return {"psnr": res["results"][0]["psnr"], "ms": timing["latency_ms"]["p50"]}
+    timing = measure(cand.upscaler.session, x, iters=SPEED_RUNS, warmup=1)
+    return {"psnr": mine["psnr"], "fidelity": mine["fidelity_psnr"] if fp32 else None,
+            "ms": timing["latency_ms"]["p50"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +148,8 @@ class Trial:
     """One scored build of the search: its options (method, per-channel weights, layers kept in
     float by index and name, numerics, weight_scale, op types, 7-bit weights), mean validation PSNR
     (dB), drop against fp32 (dB, negative = worse), p50 latency (ms) and speed-up over fp32, and
-    whether it meets the target. ``k``: the float-layer count of a growth step; ``refine``: a last
+    whether it meets the target; ``fidelity_db``: its fidelity PSNR to fp32 (dB; only with a
+    fidelity target). ``k``: the float-layer count of a growth step; ``refine``: a last
     method x weight_scale trial; ``variant``: the faster-build options it adds. :meth:`to_dict` is
     its entry in the search JSON."""
 
@@ -136,13 +171,15 @@ class Trial:
     k: int | None = None
     refine: bool = False
     variant: dict[str, str] | None = None
+    fidelity_db: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON entry: lists for the tuples; ``k``, ``refine`` and ``variant`` only when set."""
+        """The JSON entry: lists for the tuples; ``k``, ``refine``, ``variant`` and ``fidelity_db``
+        only when set."""
         d = dataclasses.asdict(self)
         d.update(skip_layers=list(self.skip_layers), float_layers=list(self.float_layers),
                  float_layer_indices=list(self.float_layer_indices))
-        for key, unset in (("k", None), ("refine", False), ("variant", None)):
+        for key, unset in (("k", None), ("refine", False), ("variant", None), ("fidelity_db", None)):
             if d[key] == unset:
                 del d[key]
         return d
@@ -156,11 +193,12 @@ def _trial(s: _Setup, opts: BuildOptions, **tag: Any) -> Trial:
                   numerics=opts.numerics, weight_scale=opts.weight_scale, int8_ops=opts.int8_ops,
                   reduce_range=opts.reduce_range, weight_bits=7 if resolve_reduce_range(opts.reduce_range) else 8,
                   float_layers=tuple(names), float_layer_indices=tuple(indices), psnr=score["psnr"], drop_db=drop,
-                  ms=score["ms"], speedup=s.ref["ms"] / score["ms"], meets=drop >= -MARGIN * s.target, **tag)
-    log.info("target-drop trial: %s %s %s, %d-bit %s, %d float layers: %+.3f dB, %.2fx fp32%s", opts.numerics,
+                  ms=score["ms"], speedup=s.ref["ms"] / score["ms"], meets=s.meets(drop, score["fidelity"]),
+                  fidelity_db=score["fidelity"], **tag)
+    log.info("target-drop trial: %s %s %s, %d-bit %s, %d float layers: %+.3f dB%s, %.2fx fp32%s", opts.numerics,
              opts.quant, "per-channel" if opts.per_channel else "per-tensor", trial.weight_bits,
              opts.weight_scale if opts.numerics == VACC_NUMERICS else opts.int8_ops, len(names),
-             drop, trial.speedup,
+             drop, "" if score["fidelity"] is None else f" (fidelity {score['fidelity']:.2f} dB)", trial.speedup,
              " (meets the target)" if trial.meets else "")
     return trial
 
@@ -168,11 +206,11 @@ def _trial(s: _Setup, opts: BuildOptions, **tag: Any) -> Trial:
 def _choose(trials: list[Trial]) -> Trial:
     """Among trials meeting the target, the accuracy-first choice (of the default-build trials when
     one meets it: fewest float layers, then smallest drop), unless a trial is at least ``SPEED_GAIN``
-    times faster (then the fastest such); none meeting it: the smallest drop. Faster-build trials
-    carry a ``variant``."""
+    times faster (then the fastest such); none meeting it: the smallest drop (with a fidelity target:
+    the highest fidelity). Faster-build trials carry a ``variant``."""
     met = [t for t in trials if t.meets]
     if not met:
-        return max(trials, key=lambda t: t.drop_db)
+        return max(trials, key=lambda t: t.drop_db if t.fidelity_db is None else t.fidelity_db)
     first = min([t for t in met if t.variant is None] or met, key=lambda t: (len(t.float_layers), -t.drop_db))
     faster = [t for t in met if t.speedup >= SPEED_GAIN * first.speedup]
     return max(faster, key=lambda t: t.speedup) if faster else first
@@ -218,10 +256,10 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
     from vacc_deploy.pipeline.analysis import analysis_stage
 
     target, limit = req.build.target_drop, req.build.max_float_layers
-    assert target is not None
-    base = dataclasses.replace(req.build, precision="int8", target_drop=None, max_float_layers=None)
+    base = dataclasses.replace(req.build, precision="int8", target_drop=None, target_fidelity=None,
+                               max_float_layers=None)
     t0 = time.perf_counter()
-    s = _Setup(up, req, pairs, target)
+    s = _Setup(up, req, pairs, target, req.build.target_fidelity)
     s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
     trials = [_trial(s, opts) for opts in first_trials(base)]
     ranking: list[str] = []
@@ -255,7 +293,7 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
     trials += [_trial(s, dataclasses.replace(best_opts, **v), variant=v) for v in fast_variants(base)]
     chosen = _choose(trials)
     return {"format": SEARCH_FORMAT, "row": up.config.name, "target_drop_db": target, "margin": MARGIN,
-            "max_float_layers": limit,
+            "target_fidelity_db": s.fidelity, "fidelity_margin": FIDELITY_MARGIN, "max_float_layers": limit,
             "validation": {"folder": str(req.calib.images), "images": [p.name for p in pairs]},
             "fp32": s.ref, "trials": [t.to_dict() for t in trials], "ranking": ranking,
             "ranking_fidelity_db": greedy, "chosen": chosen.to_dict(), "met": chosen.meets,
@@ -263,15 +301,20 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
 
 
 def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path, bool]:
-    """Run (or reuse) the ``--target-drop`` search for ``req`` on the artifacts ``up``; returns
-    (result, JSON path, reused). Raises UsageError (options ``calib_images``, ``target_drop``,
-    ``max_float_layers``) without calibration images or with a negative target."""
+    """Run (or reuse) the ``--target-drop`` / ``--target-fidelity`` search for ``req`` on the
+    artifacts ``up``; returns (result, JSON path, reused). Raises UsageError (options
+    ``calib_images``, ``target_drop``, ``target_fidelity``, ``max_float_layers``) without
+    calibration images, without a target, or with a negative or non-finite one."""
     req = _searchable(req)
     b = req.build
     if up.calib is None or req.calib.images is None:
         raise UsageError("the search needs calibration images (none given)", option="calib_images")
-    if b.target_drop is None or b.target_drop < 0:
+    if (b.target_drop is None and b.target_fidelity is None) or (
+            b.target_drop is not None and not 0 <= b.target_drop < np.inf):
         raise UsageError(f"{b.target_drop}: expected a drop in dB >= 0, e.g. 0.1", option="target_drop")
+    if b.target_fidelity is not None and not 0 < b.target_fidelity < np.inf:
+        raise UsageError(f"{b.target_fidelity}: expected a fidelity PSNR in dB > 0, e.g. 40",
+                         option="target_fidelity")
     if b.max_float_layers is not None and b.max_float_layers < 0:
         raise UsageError(f"{b.max_float_layers}: must be >= 0", option="max_float_layers")
     pairs = validation_pairs(req.calib.images, seed=req.calib.seed)
@@ -279,10 +322,12 @@ def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path,
         "format": SEARCH_FORMAT, "build_format": BUILD_FORMAT, "model": up.exported.onnx_path.parent.name,
         "calib": up.calib.sha256, "validation": [str(p.hr_path) for p in pairs],
         "target": b.target_drop, "margin": MARGIN, "max_float": b.max_float_layers,
+        **({} if b.target_fidelity is None else {"fidelity": b.target_fidelity, "fidelity_margin": FIDELITY_MARGIN}),
         "options": _options_key(b),
         "x86_without_vnni": machine.x86_without_vnni(),
         "versions": machine.tool_versions()})
-    path = artifacts.row_workdir(up.config.name, up.workdir) / "search" / f"drop{b.target_drop:g}-{key}.json"
+    name = "".join(f"{tag}{v:g}-" for tag, v in (("drop", b.target_drop), ("fid", b.target_fidelity)) if v is not None)
+    path = artifacts.row_workdir(up.config.name, up.workdir) / "search" / f"{name}{key}.json"
     result, reused = cached_json(path, lambda: _run_search(up, req, pairs))
     return result, path, reused
 
@@ -301,6 +346,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     for the vacc numerics, so onnxruntime searches keep their earlier keys)."""
     opts = dataclasses.asdict(dataclasses.replace(b, precision="int8", quant=None, per_channel=True,
                                                   weight_scale=BuildOptions.weight_scale))
+    del opts["target_fidelity"]  # in the search key on its own, so searches without one keep their keys
     if b.numerics != VACC_NUMERICS:
         del opts["numerics"], opts["weight_scale"]
     else:
@@ -309,11 +355,12 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
 
 
 def chosen_request(req: ModelRequest, result: dict[str, Any]) -> ModelRequest:
-    """``req`` with its ``--target-drop`` replaced by the build options a search ``result`` chose
+    """``req`` with its targets replaced by the build options a search ``result`` chose
     (method, per-channel, layers kept in float, op types quantized, 7-bit weights)."""
     c = result["chosen"]
     opts = dataclasses.replace(req.build, quant=c["quant"], per_channel=c["per_channel"],
                                weight_scale=c.get("weight_scale", req.build.weight_scale),
                                skip_layers=tuple(c["skip_layers"]), int8_ops=c["int8_ops"],
-                               reduce_range=c["reduce_range"], target_drop=None, max_float_layers=None)
+                               reduce_range=c["reduce_range"], target_drop=None, target_fidelity=None,
+                               max_float_layers=None)
     return dataclasses.replace(req, build=opts)

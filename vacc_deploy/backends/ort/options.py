@@ -44,9 +44,10 @@ class BuildOptions:
     :func:`vacc_deploy.machine.x86_without_vnni`), and which op types are quantized (``int8_ops``, a
     key of :data:`vacc_deploy.calibration.collect.INT8_OP_SETS`).
 
-    ``target_drop`` (dB) and ``max_float_layers`` ask the pipeline to search the method,
-    per-channel and float layers instead (:mod:`vacc_deploy.pipeline.search`); the pipeline replaces
-    them by the search's choice, so a build never sees them. ``numerics`` picks whose int8
+    ``target_drop`` (dB), ``target_fidelity`` (dB, the least PSNR of the int8 output against the
+    fp32 output) and ``max_float_layers`` ask the pipeline to search the method, per-channel and
+    float layers instead (:mod:`vacc_deploy.pipeline.search`); the pipeline replaces them by the
+    search's choice, so a build never sees them. ``numerics`` picks whose int8
     arithmetic the build computes (:data:`vacc_deploy.backends.ort.Numerics`); ``weight_scale``
     (vacc numerics only, as in the vamc YAML) is TVM's weight threshold rule. The vacc numerics keep
     in float exactly the Conv layers the vamc YAML lists (``skip_layers`` and the edges when
@@ -67,12 +68,18 @@ class BuildOptions:
     reduce_range: ReduceRange = DEFAULT_REDUCE_RANGE
     int8_ops: Int8Ops = DEFAULT_INT8_OPS
     target_drop: float | None = None
+    target_fidelity: float | None = None
     max_float_layers: int | None = None
     numerics: Numerics = DEFAULT_NUMERICS
     weight_scale: WeightScale = DEFAULT_WEIGHT_SCALE
     activation_bits: ActivationBits = DEFAULT_ACTIVATION_BITS
     equalize: bool = DEFAULT_EQUALIZE
     weight_rounding: WeightRounding = DEFAULT_WEIGHT_ROUNDING
+
+    @property
+    def searches(self) -> bool:
+        """An int8 request with a target (drop or fidelity) that the search turns into build options."""
+        return self.precision == "int8" and (self.target_drop is not None or self.target_fidelity is not None)
 
     @property
     def emulates_vacc(self) -> bool:
