@@ -15,11 +15,11 @@ from vacc_deploy.pipeline.search import (
     FIDELITY_MARGIN,
     MARGIN,
     SPEED_GAIN,
+    Targets,
     Trial,
-    _choose,
-    _grow,
+    choose,
     fast_variants,
-    meets_targets,
+    grow,
 )
 
 ARGS = ["--weights", "synthetic", "--shape", "1x3x32x32", "--num", "4"]
@@ -52,17 +52,17 @@ def test_grow_finds_the_smallest_k() -> None:
             tried.append(k)
             return _t(k >= need, ["x"] * k, -0.1, k=k)
 
-        _grow(try_k, 9)
+        grow(try_k, 9)
         assert need in tried and (need == 1 or need - 1 in tried), (need, tried)
     tried = []
-    _grow(lambda k: tried.append(k) or _t(False, [], -0.1), 6)
+    grow(lambda k: tried.append(k) or _t(False, [], -0.1), 6)
     assert tried == [1, 2, 4, 6]
 
 
 def test_choose_prefers_fewest_float_layers_then_drop() -> None:
     t = [_t(True, ["a", "b"], -0.01), _t(True, ["a"], -0.05), _t(False, [], -0.5, speedup=3.0)]
-    assert _choose(t) is t[1]
-    assert _choose([t[2], _t(False, ["x"], -0.2)]).drop_db == -0.2
+    assert choose(t) is t[1]
+    assert choose([t[2], _t(False, ["x"], -0.2)]).drop_db == -0.2
 
 
 def test_choose_takes_a_clearly_faster_trial_that_meets_the_target() -> None:
@@ -70,28 +70,50 @@ def test_choose_takes_a_clearly_faster_trial_that_meets_the_target() -> None:
     noise = _t(True, ["a"], -0.02, speedup=SPEED_GAIN * 0.99)
     fast = _t(True, ["a", "b"], -0.03, speedup=1.6)
     too_lossy = _t(False, ["a"], -0.5, speedup=3.0)
-    assert _choose([first, noise, too_lossy]) is first
-    assert _choose([first, noise, fast, too_lossy]) is fast
+    assert choose([first, noise, too_lossy]) is first
+    assert choose([first, noise, fast, too_lossy]) is fast
     # a faster build that happens to score better is no anchor: the fastest one meeting the target wins
     lucky = _t(True, ["a"], +0.02, speedup=1.3, variant={})
     fastest = _t(True, ["a"], -0.01, speedup=1.46, variant={})
-    assert _choose([first, lucky, fastest]) is fastest
-    assert _choose([dataclasses.replace(first, meets=False), lucky, fastest]) is lucky  # 1.46 < 1.15 x 1.3
+    assert choose([first, lucky, fastest]) is fastest
+    assert choose([dataclasses.replace(first, meets=False), lucky, fastest]) is lucky  # 1.46 < 1.15 x 1.3
 
 
 def test_targets_drop_fidelity_and_both() -> None:
-    """A drop target within MARGIN x it, a fidelity target at least FIDELITY_MARGIN above it, both together."""
-    assert meets_targets(-MARGIN * 0.1, None, 0.1, None) and not meets_targets(-MARGIN * 0.1 - 1e-6, 99.0, 0.1, None)
-    assert meets_targets(-5.0, 40.0 + FIDELITY_MARGIN, None, 40.0)
-    assert not meets_targets(0.0, 40.0 + FIDELITY_MARGIN - 1e-6, None, 40.0) and not meets_targets(0.0, None, None, 40.0)
-    assert meets_targets(-0.01, 41.0, 0.1, 40.0)
-    assert not meets_targets(-0.2, 41.0, 0.1, 40.0) and not meets_targets(-0.01, 40.0, 0.1, 40.0)
+    """A drop target within MARGIN x it, a fidelity target at least FIDELITY_MARGIN above it, both
+    together; with a reference PSNR the predicted drop is judged, without margin."""
+    drop = Targets(0.1)
+    assert drop.meets(-MARGIN * 0.1) and not drop.meets(-MARGIN * 0.1 - 1e-6, 99.0)
+    fid = Targets(fidelity=40.0)
+    assert fid.meets(-5.0, 40.0 + FIDELITY_MARGIN) and not fid.meets(0.0, 40.0 + FIDELITY_MARGIN - 1e-6)
+    assert not fid.meets(0.0, None)
+    both = Targets(0.1, 40.0)
+    assert both.meets(-0.01, 41.0) and not both.meets(-0.2, 41.0) and not both.meets(-0.01, 40.0)
+    ref = Targets(0.1, reference_psnr=38.0)
+    assert ref.meets(-0.5, None, -0.1) and not ref.meets(0.0, None, -0.1001) and not ref.meets(0.0)
+
+
+def test_drop_at_psnr_predicts_from_the_mse_increase() -> None:
+    """Two images: MSE 1 -> 1.2 and 4 -> 4.2, noise 0.2; at a reference MSE of 2 the drop is
+    -10 log10(1.1)."""
+    import math
+
+    from vacc_deploy.evaluation.protocols import drop_at_psnr
+
+    def p(mse: float) -> float:
+        return 10 * math.log10(255.0**2 / mse)
+
+    fp32, int8 = {"a": p(1.0), "b": p(4.0), "c": p(9.0)}, {"a": p(1.2), "b": p(4.2)}
+    assert math.isclose(drop_at_psnr(fp32, int8, p(2.0)), -10 * math.log10(1.1), rel_tol=1e-9)
+    assert drop_at_psnr(fp32, {"a": p(0.9), "b": p(3.9)}, p(2.0)) > 0  # int8 scored better: a gain
+    with pytest.raises(ValueError):
+        drop_at_psnr(fp32, {"z": 30.0}, 30.0)
 
 
 def test_choose_without_a_met_fidelity_target_keeps_the_highest_fidelity() -> None:
     a = dataclasses.replace(_t(False, [], -0.01), fidelity_db=38.0)
     b = dataclasses.replace(_t(False, ["x"], -0.05), fidelity_db=39.5)
-    assert _choose([a, b]) is b
+    assert choose([a, b]) is b
     assert b.to_dict()["fidelity_db"] == 39.5 and "fidelity_db" not in _t(False, [], -0.1).to_dict()
 
 
@@ -221,6 +243,21 @@ def test_target_fidelity_search_scores_fidelity_and_meets_it_or_keeps_the_best(e
     assert missed["chosen"]["fidelity_db"] == max(t["fidelity_db"] for t in missed["trials"])
 
 
+def test_reference_psnr_judges_the_predicted_drop(env, capsys) -> None:
+    work, imgs = env
+    cmd = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--calib-images", str(imgs), "--target-drop", "0.1",
+           "--reference-psnr", "60", "--max-float-layers", "1", "--workdir", str(work / "ref")]
+    assert main(cmd) == 0
+    out = capsys.readouterr().out
+    assert "a PSNR drop within 0.1 dB where fp32 reaches 60 dB" in out and "at ref." in out
+    (path,) = (work / "ref" / "lesrcnn_x2" / "search").glob("drop0.1-at60-*.json")
+    result = json.loads(path.read_text())
+    assert result["reference_psnr_db"] == 60 and all("predicted_drop_db" in t for t in result["trials"])
+    # at 60 dB fp32 the same int8 noise costs far more than on the validation images themselves
+    assert all(t["predicted_drop_db"] < t["drop_db"] for t in result["trials"] if t["drop_db"] < 0)
+    assert all(t["meets"] == (t["predicted_drop_db"] >= -0.1) for t in result["trials"])
+
+
 def test_target_drop_bad_inputs(env, capsys) -> None:
     work, imgs = env
     base = ["build", "lesrcnn_x2", *ARGS, "--precision", "int8", "--workdir", str(work)]
@@ -230,6 +267,8 @@ def test_target_drop_bad_inputs(env, capsys) -> None:
     assert "expected a drop in dB" in capsys.readouterr().err
     assert main([*base, "--calib-images", str(imgs), "--target-fidelity", "-3"]) == 2
     assert "expected a fidelity PSNR in dB > 0" in capsys.readouterr().err
+    assert main([*base, "--calib-images", str(imgs), "--target-fidelity", "30", "--reference-psnr", "38"]) == 2
+    assert "applies to a drop target only" in capsys.readouterr().err
 
 
 def test_vacc_greedy_ranking_adds_the_conv_that_helps_the_emulation_most(tmp_path) -> None:

@@ -78,7 +78,11 @@ def _trial_build(t: dict) -> str:
 def _targets(result: dict) -> str:
     """``a PSNR drop within 0.1 dB (validation drop within 0.03 dB)`` and/or ``fidelity >= 40 dB (...)``."""
     parts = []
-    if result.get("target_drop_db") is not None:
+    ref = result.get("reference_psnr_db")
+    if result.get("target_drop_db") is not None and ref is not None:
+        parts.append(f"a PSNR drop within {result['target_drop_db']} dB where fp32 reaches {ref:g} dB (predicted "
+                     "from the validation images' int8 noise)")
+    elif result.get("target_drop_db") is not None:
         parts.append(f"a PSNR drop within {result['target_drop_db']} dB (validation drop within "
                      f"{result['margin'] * result['target_drop_db']:g} dB)")
     if result.get("target_fidelity_db") is not None:
@@ -93,19 +97,21 @@ def print_search(result: dict, path) -> None:
           f"{len(result['validation']['images'])} validation images of {result['validation']['folder']} "
           f"(fp32 {result['fp32']['psnr']:.3f} dB, {result['fp32']['ms']:.1f} ms)")
     fid = result.get("target_fidelity_db") is not None
+    ref = result.get("reference_psnr_db") is not None
     head = (f"{'method':<14} {'weights':<11} {'int8 build':<13} {'float':>5} {'dPSNR':>7} "
-            f"{'fidelity ' if fid else ''}{'ms':>8} {'x fp32':>6}  float layers (Conv indices)")
+            f"{'at ref.':>7} " * ref + f"{'fidelity ' if fid else ''}{'ms':>8} {'x fp32':>6}  float layers (Conv indices)")
     print(head)
     print("-" * len(head))
     for t in result["trials"]:
         mark = "*" if t == result["chosen"] else " "
-        f = f"{t['fidelity_db']:>8.2f} " if fid else ""
+        f = (f"{t['predicted_drop_db']:>+7.3f} " if ref else "") + (f"{t['fidelity_db']:>8.2f} " if fid else "")
         print(f"{t['quant']:<14} {'per-channel' if t['per_channel'] else 'per-tensor':<11} {_trial_build(t):<13} "
               f"{len(t['float_layers']):>5} "
               f"{t['drop_db']:>+7.3f} {f}{t['ms']:>8.1f} {t['speedup']:>6.2f}{mark} {t['float_layer_indices']}")
     verdict = "met" if result["met"] else "NOT met (best candidate kept)"
     c = result["chosen"]
-    cf = f", fidelity {c['fidelity_db']:.2f} dB" if fid else ""
+    cf = (f", {c['predicted_drop_db']:+.3f} dB at the reference" if ref else "") + (
+        f", fidelity {c['fidelity_db']:.2f} dB" if fid else "")
     print(f"target {verdict}: chosen * = {c['quant']}, {_trial_build(c)}, "
           f"{c['drop_db']:+.3f} dB{cf}, {c['speedup']:.2f}x fp32, "
           f"float layers {result['chosen']['float_layer_indices']}; search {path}")

@@ -122,6 +122,10 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
                         help="int8: search as --target-drop does (alone or with it) for a build whose output "
                              "stays within DB dB PSNR of the fp32 output on the validation images (the "
                              "measure for GAN-trained models, whose PSNR to ground truth hides int8 noise)")
+    parser.add_argument("--reference-psnr", type=float, default=None, metavar="DB",
+                        help="--target-drop: judge the drop as predicted for images on which fp32 reaches DB dB "
+                             "(e.g. its PSNR on your evaluation set), from the int8 noise measured on the "
+                             "validation images; without it the drop on those images must stay within 0.3x the target")
     parser.add_argument("--max-float-layers", type=int, default=None, metavar="K",
                         help="--target-drop / --target-fidelity: keep at most K more layers in float "
                              "(default: no limit)")
@@ -191,6 +195,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
                         int8_ops=getattr(args, "int8_ops", _DEFAULTS.int8_ops),
                         target_drop=getattr(args, "target_drop", None),
                         target_fidelity=getattr(args, "target_fidelity", None),
+                        reference_psnr=getattr(args, "reference_psnr", None),
                         max_float_layers=getattr(args, "max_float_layers", None),
                         reduce_range=getattr(args, "reduce_range", _DEFAULTS.reduce_range),
                         activation_bits=getattr(args, "activation_bits", _DEFAULTS.activation_bits),

@@ -2,8 +2,12 @@
 fp32, and/or whose output stays within a fidelity PSNR of fp32's output, with the fewest layers in
 float. Torch-free.
 
-A trial meets a drop target when its drop on the validation pairs is within ``MARGIN`` times it,
-and a fidelity target when its fidelity PSNR on them (RGB, pooled over the images, as ``eval``
+A trial meets a drop target when its drop on the validation pairs is within ``MARGIN`` times it
+(or, with a reference PSNR, when the drop predicted for images on which fp32 reaches that PSNR,
+from the validation images' int8 noise, is within the target:
+:func:`vacc_deploy.evaluation.protocols.drop_at_psnr`; the same int8 noise costs more dB where fp32
+is better, so a drop measured on the validation images does not transfer to a cleaner evaluation
+set, and the prediction does), and a fidelity target when its fidelity PSNR on them (RGB, pooled over the images, as ``eval``
 reports it) is at least the target plus ``FIDELITY_MARGIN``; with both, it must meet both. A
 GAN-trained model's PSNR to ground truth hides int8 noise (realesrgan_x4plus: -0.05 dB for an
 output 31 dB from fp32's), so for such rows fidelity is the target that means something.
@@ -40,40 +44,33 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from vacc_deploy import artifacts, machine
 from vacc_deploy.backends import AUTO, DEFAULT_BACKEND, BuildOptions, SessionOptions
-from vacc_deploy.backends.ort.layers import float_layers
-from vacc_deploy.backends.ort.options import resolve_reduce_range
 from vacc_deploy.backends.ort import VACC_NUMERICS
 from vacc_deploy.backends.ort.build import BUILD_FORMAT
+from vacc_deploy.backends.ort.layers import float_layers
+from vacc_deploy.backends.ort.options import resolve_reduce_range
 from vacc_deploy.backends.vacc import NAME as VACC
 from vacc_deploy.errors import UsageError
+from vacc_deploy.evaluation.protocols import drop_at_psnr
 from vacc_deploy.pipeline import vacc_rank
 from vacc_deploy.pipeline.cache import cached_json
 from vacc_deploy.pipeline.requests import ModelRequest
 from vacc_deploy.pipeline.stages import Upstream, build_stage, open_upscaler
-from vacc_deploy.types import WEIGHT_SCALES
+from vacc_deploy.pipeline.trials import (FIDELITY_MARGIN, MARGIN, METHODS, SPEED_GAIN, Targets, Trial, choose,
+                                         fast_variants, first_trials, grow)
+
+# the search's rules live in pipeline.trials; re-exported for callers of the search
+__all__ = ["FIDELITY_MARGIN", "MARGIN", "METHODS", "SPEED_GAIN", "Targets", "Trial", "choose", "chosen_request",
+           "fast_variants", "first_trials", "grow", "search_stage", "validation_pairs"]
 
 SEARCH_FORMAT = 5  # 5: vacc ranking from the emulated build
 VAL_IMAGES = 12
-#: A trial meets ``--target-drop T`` when its validation drop is within ``MARGIN * T``: calibration
-#: folders hold few images, often of lower quality than evaluation sets, and a model's PSNR drop grows
-#: as its fp32 error shrinks (lesrcnn_x2 kl_divergence: 12 RealSRSet validation images -0.043 dB, Set5 -0.133 dB).
-MARGIN = 0.3
-#: A trial meets ``--target-fidelity F`` when its validation fidelity is at least ``F + FIDELITY_MARGIN``
-#: dB: fidelity moves less between image sets than a PSNR drop, but it does move
-#: (realesr_animevideov3_x4: see docs/accuracy.md).
-FIDELITY_MARGIN = 0.5
-METHODS = ("percentile", "kl_divergence")
 SPEED_RUNS = 10
-#: A faster trial that meets the target replaces the accuracy-first choice when its speed-up over fp32
-#: is at least this many times the choice's (latency is timed on few runs; smaller gains are noise).
-SPEED_GAIN = 1.15
 ANALYSIS_IMAGES = 16
 
 log = logging.getLogger(__name__)
@@ -94,27 +91,13 @@ def validation_pairs(folder: Path, n: int = VAL_IMAGES, seed: int = 0) -> list:
 @dataclasses.dataclass(frozen=True)
 class _Setup:
     """What every trial of one search shares: the upstream artifacts, the request, the validation
-    pairs, the fp32 reference score and the target."""
+    pairs, the targets and the fp32 reference score."""
 
     up: Upstream
     req: ModelRequest
     pairs: list
-    target: float | None
-    fidelity: float | None = None
+    targets: Targets
     ref: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def meets(self, drop: float, fidelity: float | None) -> bool:
-        """Whether a trial of validation ``drop`` and ``fidelity`` (dB) meets this search's targets."""
-        return meets_targets(drop, fidelity, self.target, self.fidelity)
-
-
-def meets_targets(drop: float, fidelity: float | None, target_drop: float | None,
-                  target_fidelity: float | None) -> bool:
-    """Whether a validation ``drop`` (dB, negative = worse) and ``fidelity`` (dB; None = not
-    measured) meet every target set: the drop within ``MARGIN * target_drop``, the fidelity at least
-    ``target_fidelity + FIDELITY_MARGIN``."""
-    drop_ok = target_drop is None or drop >= -MARGIN * target_drop
-    return drop_ok and (target_fidelity is None or (fidelity or -np.inf) >= target_fidelity + FIDELITY_MARGIN)
 
 
 def _candidate(s: _Setup, req: ModelRequest) -> tuple[Any, Any]:
@@ -126,129 +109,46 @@ def _candidate(s: _Setup, req: ModelRequest) -> tuple[Any, Any]:
 
 
 def _score(s: _Setup, req: ModelRequest) -> dict[str, Any]:
-    """Mean validation PSNR (Y, standard protocol), fidelity PSNR to fp32 (RGB, pooled; only with a
-    fidelity target, else None) and p50 latency (ms; 2 untimed runs, then ``SPEED_RUNS`` timed ones
+    """Mean validation PSNR (Y, standard protocol), the PSNR per image, fidelity PSNR to fp32 (RGB,
+    pooled; only with a fidelity target, else None) and p50 latency (ms; 2 untimed runs, then ``SPEED_RUNS`` timed ones
     of a fixed random input) of the model ``req`` names."""
     from vacc_deploy.benchmark.measure import measure
     from vacc_deploy.evaluation.protocols import evaluate
 
     built, cand = _candidate(s, req)
-    fp32 = [_candidate(s, req.with_precision("fp32"))[1]] if s.fidelity is not None and built.precision != "fp32" else []
+    with_ref = s.targets.fidelity is not None and built.precision != "fp32"
+    fp32 = [_candidate(s, req.with_precision("fp32"))[1]] if with_ref else []
     res = evaluate(s.pairs, [*fp32, cand], row=s.up.config.name, dataset=Path("."), scale=built.spec.scale,
                    progress=False)
     mine = res["results"][-1]
     x = np.random.default_rng(0).random(built.input_shape, dtype=np.float32)
     timing = measure(cand.upscaler.session, x, iters=SPEED_RUNS, warmup=1)
-    return {"psnr": mine["psnr"], "fidelity": mine["fidelity_psnr"] if fp32 else None,
+    per_image = {r["image"]: r["psnr"] for r in res["per_image"] if r["precision"] == built.precision}
+    return {"psnr": mine["psnr"], "per_image": per_image, "fidelity": mine["fidelity_psnr"] if fp32 else None,
             "ms": timing["latency_ms"]["p50"]}
-
-
-@dataclasses.dataclass(frozen=True)
-class Trial:
-    """One scored build of the search: its options (method, per-channel weights, layers kept in
-    float by index and name, numerics, weight_scale, op types, 7-bit weights), mean validation PSNR
-    (dB), drop against fp32 (dB, negative = worse), p50 latency (ms) and speed-up over fp32, and
-    whether it meets the target; ``fidelity_db``: its fidelity PSNR to fp32 (dB; only with a
-    fidelity target). ``k``: the float-layer count of a growth step; ``refine``: a last
-    method x weight_scale trial; ``variant``: the faster-build options it adds. :meth:`to_dict` is
-    its entry in the search JSON."""
-
-    quant: str | None
-    per_channel: bool
-    skip_layers: tuple[int | str, ...]
-    numerics: str
-    weight_scale: str
-    int8_ops: str
-    reduce_range: str
-    weight_bits: int
-    float_layers: tuple[str, ...]
-    float_layer_indices: tuple[int, ...]
-    psnr: float
-    drop_db: float
-    ms: float
-    speedup: float
-    meets: bool
-    k: int | None = None
-    refine: bool = False
-    variant: dict[str, str] | None = None
-    fidelity_db: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON entry: lists for the tuples; ``k``, ``refine``, ``variant`` and ``fidelity_db``
-        only when set."""
-        d = dataclasses.asdict(self)
-        d.update(skip_layers=list(self.skip_layers), float_layers=list(self.float_layers),
-                 float_layer_indices=list(self.float_layer_indices))
-        for key, unset in (("k", None), ("refine", False), ("variant", None), ("fidelity_db", None)):
-            if d[key] == unset:
-                del d[key]
-        return d
 
 
 def _trial(s: _Setup, opts: BuildOptions, **tag: Any) -> Trial:
     score = _score(s, dataclasses.replace(s.req, build=opts))
     names, indices = float_layers(s.up.exported.onnx_path, opts)
     drop = score["psnr"] - s.ref["psnr"]
+    ref_psnr = s.targets.reference_psnr
+    predicted = None if ref_psnr is None else drop_at_psnr(s.ref["per_image"], score["per_image"], ref_psnr)
     trial = Trial(quant=opts.quant, per_channel=opts.per_channel, skip_layers=tuple(opts.skip_layers),
                   numerics=opts.numerics, weight_scale=opts.weight_scale, int8_ops=opts.int8_ops,
                   reduce_range=opts.reduce_range, weight_bits=7 if resolve_reduce_range(opts.reduce_range) else 8,
                   float_layers=tuple(names), float_layer_indices=tuple(indices), psnr=score["psnr"], drop_db=drop,
-                  ms=score["ms"], speedup=s.ref["ms"] / score["ms"], meets=s.meets(drop, score["fidelity"]),
-                  fidelity_db=score["fidelity"], **tag)
+                  ms=score["ms"], speedup=s.ref["ms"] / score["ms"],
+                  meets=s.targets.meets(drop, score["fidelity"], predicted), fidelity_db=score["fidelity"],
+                  predicted_drop_db=predicted, **tag)
+    extra = (f" ({predicted:+.3f} dB at {ref_psnr:g} dB)" if predicted is not None else "") + (
+        f" (fidelity {score['fidelity']:.2f} dB)" if score["fidelity"] is not None else "")
     log.info("target-drop trial: %s %s %s, %d-bit %s, %d float layers: %+.3f dB%s, %.2fx fp32%s", opts.numerics,
              opts.quant, "per-channel" if opts.per_channel else "per-tensor", trial.weight_bits,
              opts.weight_scale if opts.numerics == VACC_NUMERICS else opts.int8_ops, len(names),
-             drop, "" if score["fidelity"] is None else f" (fidelity {score['fidelity']:.2f} dB)", trial.speedup,
+             drop, extra, trial.speedup,
              " (meets the target)" if trial.meets else "")
     return trial
-
-
-def _choose(trials: list[Trial]) -> Trial:
-    """Among trials meeting the target, the accuracy-first choice (of the default-build trials when
-    one meets it: fewest float layers, then smallest drop), unless a trial is at least ``SPEED_GAIN``
-    times faster (then the fastest such); none meeting it: the smallest drop (with a fidelity target:
-    the highest fidelity). Faster-build trials carry a ``variant``."""
-    met = [t for t in trials if t.meets]
-    if not met:
-        return max(trials, key=lambda t: t.drop_db if t.fidelity_db is None else t.fidelity_db)
-    first = min([t for t in met if t.variant is None] or met, key=lambda t: (len(t.float_layers), -t.drop_db))
-    faster = [t for t in met if t.speedup >= SPEED_GAIN * first.speedup]
-    return max(faster, key=lambda t: t.speedup) if faster else first
-
-
-def first_trials(base: BuildOptions) -> list[BuildOptions]:
-    """Step 1: each calibration method x per-channel / per-tensor (x each ``weight_scale`` rule
-    for the vacc numerics)."""
-    scales = WEIGHT_SCALES if base.numerics == VACC_NUMERICS else (base.weight_scale,)
-    return [dataclasses.replace(base, quant=m, per_channel=pc, weight_scale=ws)
-            for m in METHODS for pc in (True, False) for ws in scales]
-
-
-def fast_variants(base: BuildOptions) -> list[dict[str, str]]:
-    """The build options that may make ``base`` faster on ONNX Runtime: ``int8_ops="all"`` (Adds
-    int8 too, so every int8 Conv fuses into a QLinearConv) and, on x86 CPUs without VNNI, 7-bit
-    weights (ORT's fast u8s8 kernels), alone and together; empty when ``base`` has them already,
-    and for the vacc numerics (neither is a vamc setting)."""
-    if base.numerics == VACC_NUMERICS:
-        return []
-    ops = ["compute", "all"] if base.int8_ops == "compute" else [base.int8_ops]
-    seven_bit_helps = machine.x86_without_vnni() and not resolve_reduce_range(base.reduce_range)
-    bits = [base.reduce_range, "on"] if seven_bit_helps else [base.reduce_range]
-    return [{"int8_ops": o, "reduce_range": r} for o in ops for r in bits][1:]
-
-
-def _grow(try_k: Callable[[int], Trial], limit: int) -> None:
-    """Keep k = 1, 2, 4, ... worst layers in float until the target is met (or ``limit``), then bisect."""
-    lo, k = 0, 1
-    while k <= limit:
-        if try_k(k).meets:
-            hi = k
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if try_k(mid).meets else (mid, hi)
-            return
-        lo = k
-        k = limit if k < limit < 2 * k else 2 * k
 
 
 def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
@@ -257,14 +157,14 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
 
     target, limit = req.build.target_drop, req.build.max_float_layers
     base = dataclasses.replace(req.build, precision="int8", target_drop=None, target_fidelity=None,
-                               max_float_layers=None)
+                               reference_psnr=None, max_float_layers=None)
     t0 = time.perf_counter()
-    s = _Setup(up, req, pairs, target, req.build.target_fidelity)
+    s = _Setup(up, req, pairs, Targets(target, req.build.target_fidelity, req.build.reference_psnr))
     s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
     trials = [_trial(s, opts) for opts in first_trials(base)]
     ranking: list[str] = []
     greedy: list[dict[str, Any]] = []
-    best = _choose(trials)
+    best = choose(trials)
     if not best.meets:
         best_opts = dataclasses.replace(base, quant=best.quant, per_channel=best.per_channel,
                                         weight_scale=best.weight_scale)
@@ -281,19 +181,20 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
             trials.append(_trial(s, opts, k=k))
             return trials[-1]
 
-        _grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
-        if base.numerics == VACC_NUMERICS and not _choose(trials).meets:
-            best = _choose(trials)
+        grow(try_k, len(ranking) if limit is None else min(limit, len(ranking)))
+        if base.numerics == VACC_NUMERICS and not choose(trials).meets:
+            best = choose(trials)
             trials += [_trial(s, o, refine=True) for o in vacc_rank.refinements(
                 base, METHODS, per_channel=best.per_channel, skip_layers=best.skip_layers,
                 tried=(best.quant, best.weight_scale))]
-    best = _choose(trials)
+    best = choose(trials)
     best_opts = dataclasses.replace(base, quant=best.quant, per_channel=best.per_channel,
                                     weight_scale=best.weight_scale, skip_layers=tuple(best.skip_layers))
     trials += [_trial(s, dataclasses.replace(best_opts, **v), variant=v) for v in fast_variants(base)]
-    chosen = _choose(trials)
+    chosen = choose(trials)
     return {"format": SEARCH_FORMAT, "row": up.config.name, "target_drop_db": target, "margin": MARGIN,
-            "target_fidelity_db": s.fidelity, "fidelity_margin": FIDELITY_MARGIN, "max_float_layers": limit,
+            "target_fidelity_db": s.targets.fidelity, "fidelity_margin": FIDELITY_MARGIN,
+            "reference_psnr_db": s.targets.reference_psnr, "max_float_layers": limit,
             "validation": {"folder": str(req.calib.images), "images": [p.name for p in pairs]},
             "fp32": s.ref, "trials": [t.to_dict() for t in trials], "ranking": ranking,
             "ranking_fidelity_db": greedy, "chosen": chosen.to_dict(), "met": chosen.meets,
@@ -312,6 +213,9 @@ def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path,
     if (b.target_drop is None and b.target_fidelity is None) or (
             b.target_drop is not None and not 0 <= b.target_drop < np.inf):
         raise UsageError(f"{b.target_drop}: expected a drop in dB >= 0, e.g. 0.1", option="target_drop")
+    if b.reference_psnr is not None and (b.target_drop is None or not 0 < b.reference_psnr < np.inf):
+        raise UsageError(f"{b.reference_psnr}: a reference PSNR (dB > 0) applies to a drop target only",
+                         option="reference_psnr")
     if b.target_fidelity is not None and not 0 < b.target_fidelity < np.inf:
         raise UsageError(f"{b.target_fidelity}: expected a fidelity PSNR in dB > 0, e.g. 40",
                          option="target_fidelity")
@@ -323,10 +227,12 @@ def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path,
         "calib": up.calib.sha256, "validation": [str(p.hr_path) for p in pairs],
         "target": b.target_drop, "margin": MARGIN, "max_float": b.max_float_layers,
         **({} if b.target_fidelity is None else {"fidelity": b.target_fidelity, "fidelity_margin": FIDELITY_MARGIN}),
+        **({} if b.reference_psnr is None else {"reference_psnr": b.reference_psnr}),
         "options": _options_key(b),
         "x86_without_vnni": machine.x86_without_vnni(),
         "versions": machine.tool_versions()})
-    name = "".join(f"{tag}{v:g}-" for tag, v in (("drop", b.target_drop), ("fid", b.target_fidelity)) if v is not None)
+    name = "".join(f"{tag}{v:g}-" for tag, v in (("drop", b.target_drop), ("at", b.reference_psnr),
+                                                 ("fid", b.target_fidelity)) if v is not None)
     path = artifacts.row_workdir(up.config.name, up.workdir) / "search" / f"{name}{key}.json"
     result, reused = cached_json(path, lambda: _run_search(up, req, pairs))
     return result, path, reused
@@ -346,7 +252,7 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     for the vacc numerics, so onnxruntime searches keep their earlier keys)."""
     opts = dataclasses.asdict(dataclasses.replace(b, precision="int8", quant=None, per_channel=True,
                                                   weight_scale=BuildOptions.weight_scale))
-    del opts["target_fidelity"]  # in the search key on its own, so searches without one keep their keys
+    del opts["target_fidelity"], opts["reference_psnr"]  # in the key on their own: earlier keys stay valid
     if b.numerics != VACC_NUMERICS:
         del opts["numerics"], opts["weight_scale"]
     else:
@@ -362,5 +268,5 @@ def chosen_request(req: ModelRequest, result: dict[str, Any]) -> ModelRequest:
                                weight_scale=c.get("weight_scale", req.build.weight_scale),
                                skip_layers=tuple(c["skip_layers"]), int8_ops=c["int8_ops"],
                                reduce_range=c["reduce_range"], target_drop=None, target_fidelity=None,
-                               max_float_layers=None)
+                               reference_psnr=None, max_float_layers=None)
     return dataclasses.replace(req, build=opts)

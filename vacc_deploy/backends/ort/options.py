@@ -45,7 +45,8 @@ class BuildOptions:
     key of :data:`vacc_deploy.calibration.collect.INT8_OP_SETS`).
 
     ``target_drop`` (dB), ``target_fidelity`` (dB, the least PSNR of the int8 output against the
-    fp32 output) and ``max_float_layers`` ask the pipeline to search the method, per-channel and
+    fp32 output), ``reference_psnr`` (dB: judge the drop as predicted for images on which fp32 reaches
+    it) and ``max_float_layers`` ask the pipeline to search the method, per-channel and
     float layers instead (:mod:`vacc_deploy.pipeline.search`); the pipeline replaces them by the
     search's choice, so a build never sees them. ``numerics`` picks whose int8
     arithmetic the build computes (:data:`vacc_deploy.backends.ort.Numerics`); ``weight_scale``
@@ -69,6 +70,7 @@ class BuildOptions:
     int8_ops: Int8Ops = DEFAULT_INT8_OPS
     target_drop: float | None = None
     target_fidelity: float | None = None
+    reference_psnr: float | None = None
     max_float_layers: int | None = None
     numerics: Numerics = DEFAULT_NUMERICS
     weight_scale: WeightScale = DEFAULT_WEIGHT_SCALE
