@@ -311,3 +311,12 @@ def test_vacc_greedy_ranking_adds_the_conv_that_helps_the_emulation_most(tmp_pat
     if len(best) == 1:  # the second step adds the best single to it
         second = max((c for c in "abc" if c != best[0]), key=lambda c: -err([best[0], c]))
         assert got[1]["layer"] == second
+
+
+def test_without_targets_clears_every_search_field_and_nothing_else() -> None:
+    from vacc_deploy.backends import BuildOptions
+
+    opts = BuildOptions(precision="int8", quant="max", target_drop=0.1, target_fidelity=40.0, reference_psnr=38.0,
+                        max_float_layers=3)
+    assert opts.searches and not opts.without_targets().searches
+    assert opts.without_targets() == BuildOptions(precision="int8", quant="max")

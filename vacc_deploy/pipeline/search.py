@@ -156,8 +156,7 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
     from vacc_deploy.pipeline.analysis import analysis_stage
 
     target, limit = req.build.target_drop, req.build.max_float_layers
-    base = dataclasses.replace(req.build, precision="int8", target_drop=None, target_fidelity=None,
-                               reference_psnr=None, max_float_layers=None)
+    base = dataclasses.replace(req.build.without_targets(), precision="int8")
     t0 = time.perf_counter()
     s = _Setup(up, req, pairs, Targets(target, req.build.target_fidelity, req.build.reference_psnr))
     s = dataclasses.replace(s, ref=_score(s, req.with_precision("fp32")))
@@ -264,9 +263,8 @@ def chosen_request(req: ModelRequest, result: dict[str, Any]) -> ModelRequest:
     """``req`` with its targets replaced by the build options a search ``result`` chose
     (method, per-channel, layers kept in float, op types quantized, 7-bit weights)."""
     c = result["chosen"]
-    opts = dataclasses.replace(req.build, quant=c["quant"], per_channel=c["per_channel"],
+    opts = dataclasses.replace(req.build.without_targets(), quant=c["quant"], per_channel=c["per_channel"],
                                weight_scale=c.get("weight_scale", req.build.weight_scale),
                                skip_layers=tuple(c["skip_layers"]), int8_ops=c["int8_ops"],
-                               reduce_range=c["reduce_range"], target_drop=None, target_fidelity=None,
-                               reference_psnr=None, max_float_layers=None)
+                               reduce_range=c["reduce_range"])
     return dataclasses.replace(req, build=opts)

@@ -101,8 +101,7 @@ def build_stage(up: Upstream, req: ModelRequest) -> BuiltModel:
     stage runs first for an int8 build of a backend that takes ranges. Raises UsageError for a
     precision the backend does not run, or an int8 build without calibration images."""
     backend = get_backend(req.backend)
-    opts = with_seed_method(up.config, dataclasses.replace(req.build, target_drop=None, target_fidelity=None,
-                                                           reference_psnr=None, max_float_layers=None))
+    opts = with_seed_method(up.config, req.build.without_targets())
     if opts.precision not in backend.precisions:
         raise UsageError(f"backend {backend.name} runs {', '.join(backend.precisions)} only "
                          f"(got {opts.precision})", option="precision")

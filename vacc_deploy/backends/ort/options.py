@@ -3,7 +3,7 @@ pipeline's ``--target-drop`` search and the CLI. Torch-free."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vacc_deploy import machine
 from vacc_deploy.backends.ort import DEFAULT_NUMERICS, VACC_NUMERICS, Numerics
@@ -77,6 +77,11 @@ class BuildOptions:
     activation_bits: ActivationBits = DEFAULT_ACTIVATION_BITS
     equalize: bool = DEFAULT_EQUALIZE
     weight_rounding: WeightRounding = DEFAULT_WEIGHT_ROUNDING
+
+    def without_targets(self) -> BuildOptions:
+        """These options with the search's fields cleared (what a build sees, or what a search starts
+        from)."""
+        return replace(self, target_drop=None, target_fidelity=None, reference_psnr=None, max_float_layers=None)
 
     @property
     def searches(self) -> bool:
