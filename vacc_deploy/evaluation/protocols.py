@@ -100,10 +100,14 @@ def _score_image(pair: Pair, cands: list[Candidate], scale: int, protocol: str, 
     return rows
 
 
+def _mse(psnr: float) -> float:
+    """The MSE (uint8 levels squared) a PSNR in dB stands for (0 for inf)."""
+    return 0.0 if math.isinf(psnr) else 255.0**2 / 10 ** (psnr / 10)
+
+
 def _pooled_psnr(psnrs: list[float]) -> float:
     """PSNR of the mean MSE over images (inf only when every image is identical)."""
-    mses = [0.0 if math.isinf(p) else 255.0**2 / 10 ** (p / 10) for p in psnrs]
-    mse = float(np.mean(mses))
+    mse = float(np.mean([_mse(p) for p in psnrs]))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
@@ -164,10 +168,6 @@ def drop_at_psnr(fp32_psnr: dict[str, float], int8_psnr: dict[str, float], refer
     common = sorted(set(fp32_psnr) & set(int8_psnr))
     if not common:
         raise ValueError("no image scored by both models")
-
-    def mse(p: float) -> float:
-        return 0.0 if math.isinf(p) else 255.0**2 / 10 ** (p / 10)
-
-    noise = float(np.mean([mse(int8_psnr[k]) - mse(fp32_psnr[k]) for k in common]))
-    ratio = max(noise / mse(reference_psnr), -0.999999)
+    noise = float(np.mean([_mse(int8_psnr[k]) - _mse(fp32_psnr[k]) for k in common]))
+    ratio = max(noise / _mse(reference_psnr), -0.999999)
     return -10 * math.log10(1 + ratio)
