@@ -320,3 +320,25 @@ def test_without_targets_clears_every_search_field_and_nothing_else() -> None:
                         max_float_layers=3)
     assert opts.searches and not opts.without_targets().searches
     assert opts.without_targets() == BuildOptions(precision="int8", quant="max")
+
+
+def test_the_fp32_reference_runs_each_validation_image_once() -> None:
+    """With a fidelity target every trial compares with fp32's outputs: the reference upscaler runs
+    each distinct image once and hands out equal copies after."""
+    from vacc_deploy.pipeline.search import _RememberingUpscaler
+    from vacc_deploy.spec import ModelSpec
+
+    class Session:
+        input_shape = None
+        runs = 0
+
+        def run(self, x: np.ndarray) -> np.ndarray:
+            Session.runs += 1
+            return np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+
+    up = _RememberingUpscaler(Session(), ModelSpec(scale=2))
+    a, b = np.random.default_rng(0).random((2, 5, 4, 3), dtype=np.float32)
+    first = up(a)
+    first[0, 0, 0] = -1.0  # a caller's change does not reach the remembered output
+    assert np.array_equal(up(a), up(a)) and up(a)[0, 0, 0] != -1.0 and Session.runs == 1
+    assert up(b).shape == (10, 8, 3) and Session.runs == 2
