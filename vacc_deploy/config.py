@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vacc_deploy.errors import ConfigError, UsageError
-from vacc_deploy.types import CalibMethod
+from vacc_deploy.types import DEFAULT_EQUALIZE, DEFAULT_WEIGHT_ROUNDING, CalibMethod, WeightRounding
 
 #: The shipped rows (package data: present in a checkout and in an installed wheel alike).
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
@@ -104,9 +104,15 @@ class Weights(_Strict):
 
 
 class Quantization(_Strict):
-    """The row's seed int8 calibration method (what the vendor table used)."""
+    """The row's int8 recipe: its seed calibration method (what the vendor table used), and the
+    fp32 rewrites an ONNX Runtime-numerics build applies when the user names none: cross-layer
+    channel equalization and the Conv weight rounding (a row whose int8 fidelity measurably gains
+    from them says so, with the measurement beside it; the vacc numerics and self-calibrating
+    backends never take them: they compute what the card computes from the export)."""
 
     method: CalibMethod = "percentile"
+    equalize: bool = DEFAULT_EQUALIZE
+    weight_rounding: WeightRounding = DEFAULT_WEIGHT_ROUNDING
 
 
 class RowConfig(_Strict):

@@ -141,13 +141,15 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
                         default=_DEFAULTS.activation_bits,
                         help="int8 activation width: 8 (default) or 16 (uint16 activations with int8 weights; "
                              "run in float by ONNX Runtime's CPU: higher fidelity, not faster)")
-    parser.add_argument("--equalize", action="store_true", default=_DEFAULTS.equalize,
+    parser.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                         help="int8 (onnxruntime numerics): rescale channels across layers so that each "
-                             "activation tensor's channels share one range (exact in float; one extra pass)")
+                             "activation tensor's channels share one range (exact in float; one extra pass); "
+                             "default: the row's (`vacc-deploy models`)")
     parser.add_argument("--weight-rounding", dest="weight_rounding", choices=WEIGHT_ROUNDINGS,
-                        default=_DEFAULTS.weight_rounding,
-                        help="int8 (onnxruntime numerics): nearest (default) or gptq (error-compensating "
-                             "rounding from the calibration images' Conv input statistics; slower build)")
+                        default=None,
+                        help="int8 (onnxruntime numerics): nearest or gptq (error-compensating rounding from "
+                             "the calibration images' Conv input statistics; slower build); default: the row's "
+                             "(`vacc-deploy models`)")
     add_calib_args(parser)
 
 
@@ -199,8 +201,8 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
                         max_float_layers=getattr(args, "max_float_layers", None),
                         reduce_range=getattr(args, "reduce_range", _DEFAULTS.reduce_range),
                         activation_bits=getattr(args, "activation_bits", _DEFAULTS.activation_bits),
-                        equalize=getattr(args, "equalize", _DEFAULTS.equalize),
-                        weight_rounding=getattr(args, "weight_rounding", _DEFAULTS.weight_rounding))
+                        equalize=getattr(args, "equalize", None),
+                        weight_rounding=getattr(args, "weight_rounding", None))
 
 
 def request_from_args(args: argparse.Namespace) -> ModelRequest:

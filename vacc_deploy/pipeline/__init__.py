@@ -36,7 +36,7 @@ from vacc_deploy.pipeline.stages import (
     export_stage,
     open_upscaler,
     weights_stage,
-    with_seed_method,
+    with_row_defaults,
 )
 from vacc_deploy.types import DEFAULT_OVERLAP
 
@@ -57,12 +57,13 @@ def prepare(config: RowConfig, req: ModelRequest, workdir: Path | None, *, int8:
 
 def resolved(up: Upstream, req: ModelRequest) -> ModelRequest:
     """``req`` with its ``--target-drop`` replaced by the search's chosen build options (the
-    search is cached) and the row's seed method filled in."""
+    search is cached) and the row's int8 recipe filled in (:func:`~vacc_deploy.pipeline.stages.with_row_defaults`)."""
     if req.build.searches:
         from vacc_deploy.pipeline.search import chosen_request, search_stage
 
         req = chosen_request(req, search_stage(up, req)[0])
-    return dataclasses.replace(req, build=with_seed_method(up.config, req.build))
+    ranges = get_backend(req.backend).calibration == "ranges"
+    return dataclasses.replace(req, build=with_row_defaults(up.config, req.build, ranges=ranges))
 
 
 def build_model(up: Upstream, req: ModelRequest) -> BuiltModel:

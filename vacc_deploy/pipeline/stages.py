@@ -23,7 +23,7 @@ from vacc_deploy.errors import UsageError
 from vacc_deploy.evaluation.upscaler import Upscaler
 from vacc_deploy.export import ExportResult, export_row
 from vacc_deploy.pipeline.requests import CalibRequest, ModelRequest
-from vacc_deploy.types import DEFAULT_OVERLAP
+from vacc_deploy.types import DEFAULT_EQUALIZE, DEFAULT_OVERLAP, DEFAULT_WEIGHT_ROUNDING
 from vacc_deploy.weights import WeightsRef, weights_identity
 
 
@@ -88,11 +88,19 @@ def equalize_stage(up: Upstream) -> Upstream:
                                                                 notes=[*up.exported.notes, note]))
 
 
-def with_seed_method(config: RowConfig, opts: BuildOptions) -> BuildOptions:
-    """``opts`` with the row's seed calibration method filled in for an int8 build that names none."""
-    if opts.precision == "int8" and opts.quant is None:
-        return dataclasses.replace(opts, quant=config.quant.method)
-    return opts
+def with_row_defaults(config: RowConfig, opts: BuildOptions, *, ranges: bool = True) -> BuildOptions:
+    """``opts`` with the row's int8 recipe (:class:`vacc_deploy.config.Quantization`) filled in
+    where the user named nothing: its seed calibration method, and its equalization and weight
+    rounding for an ONNX Runtime-numerics build of a backend that takes ranges (``ranges``); the
+    vacc numerics and self-calibrating backends get neither (they compute what the card computes)."""
+    if opts.precision != "int8":
+        return opts
+    rewrites = ranges and not opts.emulates_vacc
+    q = config.quant
+    return dataclasses.replace(
+        opts, quant=opts.quant or q.method,
+        equalize=(q.equalize if rewrites else DEFAULT_EQUALIZE) if opts.equalize is None else opts.equalize,
+        weight_rounding=opts.weight_rounding or (q.weight_rounding if rewrites else DEFAULT_WEIGHT_ROUNDING))
 
 
 def build_stage(up: Upstream, req: ModelRequest) -> BuiltModel:
@@ -101,7 +109,7 @@ def build_stage(up: Upstream, req: ModelRequest) -> BuiltModel:
     stage runs first for an int8 build of a backend that takes ranges. Raises UsageError for a
     precision the backend does not run, or an int8 build without calibration images."""
     backend = get_backend(req.backend)
-    opts = with_seed_method(up.config, req.build.without_targets())
+    opts = with_row_defaults(up.config, req.build.without_targets(), ranges=backend.calibration == "ranges")
     if opts.precision not in backend.precisions:
         raise UsageError(f"backend {backend.name} runs {', '.join(backend.precisions)} only "
                          f"(got {opts.precision})", option="precision")

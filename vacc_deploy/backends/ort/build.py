@@ -67,7 +67,7 @@ def _check(opts: BuildOptions, ranges: Ranges | None, calib: CalibSet | None) ->
     if opts.emulates_vacc and opts.activation_bits != 8:
         raise UsageError("vacc numerics quantize activations to 8 bits only", option="activation_bits")
     prepare.check_options(opts)
-    if opts.weight_rounding == "gptq" and calib is None:
+    if opts.rounding == "gptq" and calib is None:
         raise UsageError("GPTQ weight rounding needs the calibration set (none given)", option="calib_images")
 
 
@@ -166,7 +166,7 @@ def _int8_into(tmp: Path, model_path: Path, ranges: Ranges, calib: tuple[CalibSe
                                                float_convs=names)
     else:
         source = model_path
-        if opts.weight_rounding == "gptq":
+        if opts.rounding == "gptq":
             assert calib is not None
             source = tmp / "rounded.onnx"
             extra["weight_rounding"] = prepare.gptq_rounded_model(

@@ -10,7 +10,6 @@ from vacc_deploy.backends.ort import DEFAULT_NUMERICS, VACC_NUMERICS, Numerics
 from vacc_deploy.errors import UsageError
 from vacc_deploy.types import (
     DEFAULT_ACTIVATION_BITS,
-    DEFAULT_EQUALIZE,
     DEFAULT_INT8_OPS,
     DEFAULT_PERCENTILE,
     DEFAULT_REDUCE_RANGE,
@@ -58,7 +57,9 @@ class BuildOptions:
     ``equalize`` and ``weight_rounding`` (int8, ONNX Runtime numerics only; fp32 rewrites that change
     how int8 rounds the network, not its fp32 function, :mod:`vacc_deploy.backends.ort.prepare`):
     cross-layer channel equalization of the export before calibration (the pipeline's equalize
-    stage), and how the build rounds Conv weights (``nearest`` or ``gptq``)."""
+    stage), and how the build rounds Conv weights (``nearest`` or ``gptq``). None for either: the
+    row's choice, filled in by the pipeline (:class:`vacc_deploy.config.Quantization`); a backend
+    given None does neither (:attr:`rounding`)."""
 
     precision: Precision = "fp32"
     quant: CalibMethod | None = None
@@ -75,8 +76,13 @@ class BuildOptions:
     numerics: Numerics = DEFAULT_NUMERICS
     weight_scale: WeightScale = DEFAULT_WEIGHT_SCALE
     activation_bits: ActivationBits = DEFAULT_ACTIVATION_BITS
-    equalize: bool = DEFAULT_EQUALIZE
-    weight_rounding: WeightRounding = DEFAULT_WEIGHT_ROUNDING
+    equalize: bool | None = None
+    weight_rounding: WeightRounding | None = None
+
+    @property
+    def rounding(self) -> WeightRounding:
+        """The weight rounding a build applies (``weight_rounding``, nearest when unset)."""
+        return self.weight_rounding or DEFAULT_WEIGHT_ROUNDING
 
     def without_targets(self) -> BuildOptions:
         """These options with the search's fields cleared (what a build sees, or what a search starts

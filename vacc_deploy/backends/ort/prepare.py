@@ -39,20 +39,20 @@ EQUALIZE_FORMAT = 1  # bump when the equalization rule changes
 def check_options(opts: BuildOptions) -> None:
     """UsageError (naming the option) for an unknown ``weight_rounding`` or a rewrite asked of the
     vacc numerics (whose emulation must compute what the card computes from the export)."""
-    if opts.weight_rounding not in WEIGHT_ROUNDINGS:
+    if opts.rounding not in WEIGHT_ROUNDINGS:
         raise UsageError(f"'{opts.weight_rounding}': expected one of {', '.join(WEIGHT_ROUNDINGS)}",
                          option="weight_rounding")
     if opts.emulates_vacc and opts.equalize:
         raise UsageError("equalization applies to the onnxruntime numerics only", option="equalize")
-    if opts.emulates_vacc and opts.weight_rounding != DEFAULT_WEIGHT_ROUNDING:
+    if opts.emulates_vacc and opts.rounding != DEFAULT_WEIGHT_ROUNDING:
         raise UsageError("weight rounding applies to the onnxruntime numerics only", option="weight_rounding")
 
 
 def settings(opts: BuildOptions) -> dict[str, Any]:
     """The rewrites that differ from the defaults (for build keys and manifests; empty by default,
     so builds without them keep their keys)."""
-    return {**({"equalize": True} if opts.equalize != DEFAULT_EQUALIZE else {}),
-            **({"weight_rounding": opts.weight_rounding} if opts.weight_rounding != DEFAULT_WEIGHT_ROUNDING else {})}
+    return {**({"equalize": True} if bool(opts.equalize) != DEFAULT_EQUALIZE else {}),
+            **({"weight_rounding": opts.rounding} if opts.rounding != DEFAULT_WEIGHT_ROUNDING else {})}
 
 
 def equalized_model(model_path: Path, calib_sha: str, source: CalibrationSource,
