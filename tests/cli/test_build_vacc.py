@@ -129,3 +129,20 @@ def test_int8_vacc_without_vamc_builds_the_emulated_vacc_numerics(monkeypatch, c
     model = Path(next(ln for ln in out.splitlines() if ln.strip().startswith("model")).split()[-1])
     manifest = yaml.safe_load((model.parent / "manifest.json").read_text())
     assert manifest["settings"]["numerics"] == "vacc" and manifest["float_layer_indices"] == [3]
+
+
+def test_official_mean_shifts_become_bias_adds_in_the_graph_vamc_gets(monkeypatch, capsys, work, images,
+                                                                      weights_dir) -> None:
+    """LESRCNN's official sub_mean / add_mean are identity 1x1 convs: the card graph writes them as
+    bias adds, so the YAML's model has 24 Convs and the default float edges are conv1 and conv18."""
+    import onnx
+
+    _with_vamc(monkeypatch, True)
+    code, out, err = _build(capsys, "lesrcnn_x2", work, images, "--weights", str(weights_dir / "lesrcnn_x2.pth"),
+                            "--backend", "vacc", "--precision", "int8", "--quant", "percentile")
+    assert code == 0, err
+    doc = _yaml_of(out)
+    model = onnx.load(doc["frontend"]["checkpoint"])
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 24 and convs[0] == "/conv1/conv1.0/Conv" and convs[-1] == "/conv18/conv18.0/Conv"
+    assert doc["backend"]["quantize"]["skip_conv_layers"] == [0, 23]

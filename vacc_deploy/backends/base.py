@@ -144,6 +144,8 @@ class Backend(ABC):
         artifact: what the build stage produces for it (see :data:`Artifact`).
         precisions: the builds it runs (a subset of fp32, fp16, int8).
         calibration: what its int8 build needs (see :data:`Calibration`).
+        card: whether it builds for the VACC card (its int8 build starts from the card's graph,
+            :func:`vacc_deploy.pipeline.stages.card_graph_stage`, as the vacc numerics' do).
 
     Importing a backend's module must not import its runtime: :meth:`unavailable_reason` finds
     out without importing it, :meth:`open` imports it.
@@ -155,6 +157,7 @@ class Backend(ABC):
     artifact: Artifact = "onnx"
     precisions: tuple[Precision, ...] = PRECISIONS
     calibration: Calibration = "ranges"
+    card: bool = False
 
     @abstractmethod
     def unavailable_reason(self) -> str | None:

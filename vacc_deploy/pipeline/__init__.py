@@ -33,6 +33,7 @@ from vacc_deploy.pipeline.stages import (
     Upstream,
     build_stage,
     calib_stage,
+    card_graph_stage,
     export_stage,
     open_upscaler,
     weights_stage,
@@ -99,10 +100,12 @@ def upscaler_for(config: RowConfig, req: ModelRequest, workdir: Path | None, *,
 
 
 def vacc_files(up: Upstream, req: ModelRequest):  # -> vacc_deploy.backends.vacc.build.VaccBuild
-    """The vamc build files of ``req`` (written, not compiled: for a VACC host)."""
+    """The vamc build files of ``req`` (written, not compiled: for a VACC host); an int8 build's
+    model is the card graph (:func:`~vacc_deploy.pipeline.stages.card_graph_stage`)."""
     from vacc_deploy.backends.vacc.build import write_files
 
     r = resolved(up, req)
+    up = card_graph_stage(up) if r.build.precision == "int8" else up
     return write_files(BuildInputs(config=up.config, weights=up.weights, options=r.build, exported=up.exported,
                                    calib=up.calib, workdir=up.workdir))
 
@@ -147,6 +150,7 @@ def build_command(config: RowConfig, req: ModelRequest, workdir: Path | None, *,
             built = build_model(up, emulation)
             return BuildOutcome(backend.name, reason, built, vb, search, emulated=True)
         r = resolved(up, req)
+        up = card_graph_stage(up) if r.build.precision == "int8" else up
         built = build_vacc(BuildInputs(config=up.config, weights=up.weights, options=r.build, exported=up.exported,
                                        calib=up.calib, workdir=up.workdir, force=req.force),
                            timeout_s=vamc_timeout_s)

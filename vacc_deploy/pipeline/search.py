@@ -62,7 +62,7 @@ from vacc_deploy.evaluation.upscaler import Upscaler
 from vacc_deploy.pipeline import vacc_rank
 from vacc_deploy.pipeline.cache import cached_json
 from vacc_deploy.pipeline.requests import ModelRequest
-from vacc_deploy.pipeline.stages import Upstream, build_stage, open_upscaler
+from vacc_deploy.pipeline.stages import Upstream, build_stage, card_graph_stage, open_upscaler
 from vacc_deploy.pipeline.trials import (FIDELITY_MARGIN, MARGIN, METHODS, SPEED_GAIN, Targets, Trial, choose,
                                          fast_variants, first_trials, grow)
 
@@ -227,6 +227,8 @@ def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path,
     calibration images, without a target, or with a negative or non-finite one."""
     req = _searchable(req)
     b = req.build
+    if b.numerics == VACC_NUMERICS:
+        up = card_graph_stage(up)  # trials, ranking and skip indices all count this graph's convs
     if up.calib is None or req.calib.images is None:
         raise UsageError("the search needs calibration images (none given)", option="calib_images")
     if (b.target_drop is None and b.target_fidelity is None) or (
@@ -275,7 +277,8 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != VACC_NUMERICS:
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 7  # 6: greedy ranking (one or two adjacent convs) on the emulation; 7: refine
+        opts["vacc_search"] = 8  # 6: greedy ranking (one or two adjacent convs) on the emulation; 7: refine;
+        # 8: on the card graph (identity 1x1 convs as bias adds)
     return opts
 
 

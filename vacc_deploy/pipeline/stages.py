@@ -88,6 +88,20 @@ def equalize_stage(up: Upstream) -> Upstream:
                                                                 notes=[*up.exported.notes, note]))
 
 
+def card_graph_stage(up: Upstream) -> Upstream:
+    """``up`` with its export replaced by the graph an int8 build for the VACC card starts from
+    (:mod:`vacc_deploy.backends.ort.card_graph`: identity 1x1 convs as bias adds; cached; the same
+    function to the bit), or ``up`` itself when there is nothing to rewrite."""
+    from vacc_deploy.backends.ort.card_graph import card_graph_model
+
+    path, replaced = card_graph_model(up.exported.onnx_path, artifacts.row_workdir(up.config.name, up.workdir))
+    if not replaced:
+        return up
+    note = f"card graph: {len(replaced)} identity 1x1 convs as bias adds ({', '.join(replaced)})"
+    return dataclasses.replace(up, exported=dataclasses.replace(up.exported, onnx_path=path,
+                                                                notes=[*up.exported.notes, note]))
+
+
 def with_row_defaults(config: RowConfig, opts: BuildOptions, *, ranges: bool = True) -> BuildOptions:
     """``opts`` with the row's int8 recipe (:class:`vacc_deploy.config.Quantization`) filled in
     where the user named nothing: its seed calibration method, and its equalization and weight
@@ -116,6 +130,8 @@ def build_stage(up: Upstream, req: ModelRequest) -> BuiltModel:
     int8 = opts.precision == "int8"
     if int8 and up.calib is None:
         raise UsageError("an int8 build needs calibration images (none given)", option="calib_images")
+    if int8 and (opts.emulates_vacc or backend.card):
+        up = card_graph_stage(up)
     if int8 and opts.equalize:
         if backend.calibration != "ranges":
             raise UsageError(f"backend {backend.name} calibrates itself: equalization does not apply",

@@ -126,6 +126,7 @@ class VaccBackend(Backend):
     artifact = "vamc"
     precisions = PRECISIONS
     calibration = "images"  # vamc calibrates on the calibration set's images itself
+    card = True
 
     def unavailable_reason(self) -> str | None:
         ok, reason = vacc_available()
