@@ -12,17 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from vacc_deploy.config import load_row
+from vacc_deploy.config import available_rows, load_row
 from vacc_deploy.evaluation.protocols import Candidate, evaluate
 from vacc_deploy.imaging.datasets import find_pairs
 from vacc_deploy.pipeline import ModelRequest, upscaler_for
 
-PAPER = {  # (row, dataset): (PSNR, SSIM) as published
-    ("lesrcnn_x2", "Set5"): (37.65, 0.9586), ("lesrcnn_x2", "Set14"): (33.32, 0.9148),
-    ("lesrcnn_x3", "Set5"): (33.93, 0.9231), ("lesrcnn_x3", "Set14"): (30.12, 0.8380),
-    ("lesrcnn_x4", "Set5"): (31.88, 0.8903), ("lesrcnn_x4", "Set14"): (28.44, 0.7772),
-    ("bicubic_pp_x3", "Set5"): (32.13, 0.8961), ("bicubic_pp_x3", "Set14"): (28.98, 0.8076),
-}
+#: (row, dataset): (PSNR, SSIM) as published: each row YAML's ``paper``
+PAPER = {(row, ds): tuple(v) for row in available_rows() for ds, v in load_row(row).paper.items()}
 TOL_PSNR, TOL_SSIM = 0.02, 0.0005
 
 

@@ -126,6 +126,15 @@ class RowConfig(_Strict):
     source: Source
     weights: Weights = Weights()
     quant: Quantization = Quantization()
+    #: The fp32 (PSNR, SSIM) the row's paper publishes per benchmark set (standard protocol), e.g.
+    #: ``{"Set5": (37.65, 0.9586)}``; empty when there is none (GAN-trained rows, house-only rows).
+    paper: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @property
+    def reference_psnr(self) -> float | None:
+        """The fp32 PSNR at which ``--target-drop`` judges a drop by default: the paper's Set5
+        figure (which fp32 reproduces, docs/evaluation.md), else None (the validation images)."""
+        return self.paper["Set5"][0] if "Set5" in self.paper else None
 
     @field_validator("input_shape")
     @classmethod

@@ -342,3 +342,36 @@ def test_the_fp32_reference_runs_each_validation_image_once() -> None:
     first[0, 0, 0] = -1.0  # a caller's change does not reach the remembered output
     assert np.array_equal(up(a), up(a)) and up(a)[0, 0, 0] != -1.0 and Session.runs == 1
     assert up(b).shape == (10, 8, 3) and Session.runs == 2
+
+
+@pytest.mark.parametrize(("kind", "given", "judged_at"), [
+    ("official", None, 37.65),   # the row's paper Set5 PSNR (its YAML's ``paper``)
+    ("official", 30.0, 30.0),    # the user's
+    ("official", 0.0, None),     # --reference-psnr off: the validation images, with the margin
+    ("file", None, None),        # other weights: the paper's figure is not theirs
+])
+def test_a_drop_is_judged_at_the_rows_paper_psnr_with_official_weights(tmp_path, monkeypatch, kind, given,
+                                                                        judged_at) -> None:
+    from types import SimpleNamespace
+
+    from vacc_deploy.backends import BuildOptions
+    from vacc_deploy.config import load_row
+    from vacc_deploy.pipeline import CalibRequest, ModelRequest
+    from vacc_deploy.pipeline import search as search_mod
+    from vacc_deploy.weights import WeightsRef
+
+    seen = {}
+
+    def run_search(up, req, pairs) -> dict:
+        seen["r"] = req.build.reference_psnr
+        return {"judged_at": seen["r"]}
+
+    monkeypatch.setattr(search_mod, "validation_pairs", lambda folder, seed=0: [])
+    monkeypatch.setattr(search_mod, "_run_search", run_search)
+    up = SimpleNamespace(config=load_row("lesrcnn_x2"), weights=WeightsRef(f"{kind}:w.pth", "ab" * 32, "w.pth"),
+                         exported=SimpleNamespace(onnx_path=tmp_path / "e" / "model.onnx"),
+                         calib=SimpleNamespace(sha256="c" * 64), workdir=tmp_path)
+    req = ModelRequest(build=BuildOptions(precision="int8", target_drop=0.1, reference_psnr=given),
+                       calib=CalibRequest(images=tmp_path))
+    search_mod.search_stage(up, req)
+    assert seen["r"] == judged_at

@@ -122,10 +122,12 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
                         help="int8: search as --target-drop does (alone or with it) for a build whose output "
                              "stays within DB dB PSNR of the fp32 output on the validation images (the "
                              "measure for GAN-trained models, whose PSNR to ground truth hides int8 noise)")
-    parser.add_argument("--reference-psnr", type=float, default=None, metavar="DB",
+    parser.add_argument("--reference-psnr", type=_reference_psnr, default=None, metavar="DB|off",
                         help="--target-drop: judge the drop as predicted for images on which fp32 reaches DB dB "
                              "(e.g. its PSNR on your evaluation set), from the int8 noise measured on the "
-                             "validation images; without it the drop on those images must stay within 0.3x the target")
+                             "validation images; default with the official weights: the row's paper Set5 PSNR where "
+                             "it has one; off (or other weights, or a row without one): the drop on those images "
+                             "must stay within 0.3x the target")
     parser.add_argument("--max-float-layers", type=int, default=None, metavar="K",
                         help="--target-drop / --target-fidelity: keep at most K more layers in float "
                              "(default: no limit)")
@@ -151,6 +153,16 @@ def add_build_args(parser: argparse.ArgumentParser, multi: bool = False, precisi
                              "the calibration images' Conv input statistics; slower build); default: the row's "
                              "(`vacc-deploy models`)")
     add_calib_args(parser)
+
+
+def _reference_psnr(value: str) -> float:
+    """``--reference-psnr``: a PSNR in dB, or ``off`` (0: judge on the validation images)."""
+    if value.strip().lower() == "off":
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}': expected a PSNR in dB or off") from None
 
 
 def backends_help(names: tuple[str, ...]) -> str:

@@ -220,9 +220,16 @@ def _run_search(up: Upstream, req: ModelRequest, pairs: list) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0}
 
 
+#: ``reference_psnr`` value that asks for the drop on the validation images (``--reference-psnr off``).
+OFF = 0.0
+
+
 def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path, bool]:
     """Run (or reuse) the ``--target-drop`` / ``--target-fidelity`` search for ``req`` on the
-    artifacts ``up``; returns (result, JSON path, reused). Raises UsageError (options
+    artifacts ``up``; returns (result, JSON path, reused). A drop is judged where fp32 reaches
+    ``reference_psnr``: by default, with the official weights, the row's paper Set5 PSNR
+    (:attr:`vacc_deploy.config.RowConfig.reference_psnr`); on the validation images (with the margin) with other
+    weights, for a row without one, or with :data:`OFF`. Raises UsageError (options
     ``calib_images``, ``target_drop``, ``target_fidelity``, ``max_float_layers``) without
     calibration images, without a target, or with a negative or non-finite one."""
     req = _searchable(req)
@@ -234,9 +241,15 @@ def search_stage(up: Upstream, req: ModelRequest) -> tuple[dict[str, Any], Path,
     if (b.target_drop is None and b.target_fidelity is None) or (
             b.target_drop is not None and not 0 <= b.target_drop < np.inf):
         raise UsageError(f"{b.target_drop}: expected a drop in dB >= 0, e.g. 0.1", option="target_drop")
-    if b.reference_psnr is not None and (b.target_drop is None or not 0 < b.reference_psnr < np.inf):
-        raise UsageError(f"{b.reference_psnr}: a reference PSNR (dB > 0) applies to a drop target only",
+    if b.reference_psnr is not None and (b.target_drop is None or not 0 <= b.reference_psnr < np.inf):
+        raise UsageError(f"{b.reference_psnr}: a reference PSNR (dB > 0, or off) applies to a drop target only",
                          option="reference_psnr")
+    paper = up.config.reference_psnr if up.weights.kind == "official" else None  # the paper's weights only
+    if b.target_drop is not None and b.reference_psnr is None and paper is not None:
+        req = req.with_build(reference_psnr=paper)
+    elif b.reference_psnr == OFF:
+        req = req.with_build(reference_psnr=None)  # judged on the validation images, with the margin
+    b = req.build
     if b.target_fidelity is not None and not 0 < b.target_fidelity < np.inf:
         raise UsageError(f"{b.target_fidelity}: expected a fidelity PSNR in dB > 0, e.g. 40",
                          option="target_fidelity")
