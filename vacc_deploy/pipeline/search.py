@@ -290,8 +290,8 @@ def _options_key(b: BuildOptions) -> dict[str, Any]:
     if b.numerics != VACC_NUMERICS:
         del opts["numerics"], opts["weight_scale"]
     else:
-        opts["vacc_search"] = 8  # 6: greedy ranking (one or two adjacent convs) on the emulation; 7: refine;
-        # 8: on the card graph (identity 1x1 convs as bias adds)
+        opts["vacc_search"] = 9  # 6: greedy ranking (one or two adjacent convs) on the emulation; 7: refine;
+        # 8: on the card graph (identity 1x1 convs as bias adds); 9: no speed rule in the choice
     return opts
 
 
