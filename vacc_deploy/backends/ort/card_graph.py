@@ -90,15 +90,21 @@ def card_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     return out, [n for n in (node.name for node in model.graph.node) if n in names]
 
 
+#: sha256 of the models this process found no identity conv in (a card graph among them): not
+#: parsed again, since a search builds dozens of trials from the same model.
+_PLAIN: set[str] = set()
+
+
 def card_graph_model(model_path: Path, row_dir: Path) -> tuple[Path, list[str]]:
     """(path, replaced Conv names) of the card graph of the fp32 ``model_path``: ``model_path``
     itself when it has no identity conv (e.g. it is a card graph already), else the rewrite cached
     under ``<row dir>/card_graph/`` (keyed by model and :data:`CARD_GRAPH_FORMAT`, written
-    atomically, with a JSON record of the replaced Convs). Raises BuildError (unreadable model)."""
-    model = load_model(model_path)
-    if not identity_convs(model):
+    atomically, with a JSON record of the replaced Convs). The model is read only when neither
+    answer is known already. Raises BuildError (unreadable model)."""
+    digest = artifacts.file_digest(model_path)
+    if digest in _PLAIN:
         return Path(model_path), []
-    key = artifacts.stage_key({"format": CARD_GRAPH_FORMAT, "model": artifacts.file_digest(model_path)})
+    key = artifacts.stage_key({"format": CARD_GRAPH_FORMAT, "model": digest})
     path = row_dir / "card_graph" / f"model-{key}.onnx"
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
@@ -106,6 +112,10 @@ def card_graph_model(model_path: Path, row_dir: Path) -> tuple[Path, list[str]]:
             return path, list(artifacts.read_json(meta)["replaced"])
         except (ValueError, OSError, KeyError):
             pass
+    model = load_model(model_path)
+    if not identity_convs(model):
+        _PLAIN.add(digest)
+        return Path(model_path), []
     rewritten, names = card_graph(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checked(rewritten, path, "the card-graph rewrite")
