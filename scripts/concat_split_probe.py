@@ -35,6 +35,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from int8_fidelity_probe import _psnr as psnr  # scripts/ (on sys.path when run): PSNR of [0, 1] outputs, clipped
+
 Ranges = dict[str, tuple[float, float]]
 
 
@@ -57,11 +59,6 @@ def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1).astype(np.float64) - np.clip(b, 0, 1)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 class _FQ:

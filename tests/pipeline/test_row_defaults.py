@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from vacc_deploy.backends import BuildOptions
 from vacc_deploy.config import load_row
 from vacc_deploy.pipeline import CalibRequest, ModelRequest, build
 from vacc_deploy.pipeline.stages import with_row_defaults
+
+from tests.helpers import noise_images
 
 RECIPE_ROW = "realesr_animevideov3_x4"  # its YAML: percentile, equalize, gptq
 PLAIN = {"equalize": False, "weight_rounding": "nearest"}
@@ -39,11 +39,7 @@ def test_the_rows_rewrites_fill_in_only_an_onnxruntime_int8_build_that_names_non
 
 @pytest.fixture(scope="module")
 def calib(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("calib")
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        cv2.imwrite(str(folder / f"c{i}.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
-    return folder
+    return noise_images(tmp_path_factory.mktemp("calib"), n=2, hw=(40, 40))
 
 
 @pytest.mark.parametrize("named", [{}, PLAIN])

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from vacc_deploy.config import available_rows, load_row
+from vacc_deploy.types import DEFAULT_WEIGHT_ROUNDING
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,8 @@ def describe(row: str) -> dict:
 
 def _rewrites(r: dict) -> str:
     """The row's int8 fp32 rewrites, e.g. ``equalize+gptq`` (``-``: none)."""
-    parts = (["equalize"] if r["equalize"] else []) + ([r["weight_rounding"]] if r["weight_rounding"] != "nearest" else [])
+    parts = (["equalize"] if r["equalize"] else []) + (
+        [r["weight_rounding"]] if r["weight_rounding"] != DEFAULT_WEIGHT_ROUNDING else [])
     return "+".join(parts) or "-"
 
 
